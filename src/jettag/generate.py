@@ -1,0 +1,302 @@
+"""``jettag generate``: Pythia 8 -> parametric detector -> FastJet -> PFNano file.
+
+The work is cut into chunks of ``chunk_size`` events. Chunk ``i`` is generated
+by a freshly initialised Pythia whose seed, like the detector's random stream,
+is derived from ``(seed, process, tune, i)`` with ``numpy.random.SeedSequence``:
+the file depends on the seed and the chunk size only, not on the number of
+workers, and different seeds give independent samples. Chunks are simulated in
+worker processes and written in order, so memory stays bounded whatever the
+number of events.
+
+``reconstruct`` is the pure per-chunk pipeline (particle table -> PFNano
+collections); ``generate`` is the edge that runs it in parallel and writes.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing
+import time
+import zlib
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import awkward as ak
+import numpy as np
+
+from jettag import __version__
+from jettag.detector import RESPONSES, DetectorResponse
+from jettag.processes import TUNES, Process, get_process
+from jettag.pythia import PythiaSource, pythia_seed
+
+__all__ = ["GenerationSummary", "generate", "reconstruct", "simulate_chunk"]
+
+#: ``run`` number written for simulation and for pseudo-data.
+RUN_NUMBER = {"mc": 1, "data": 100001}
+
+#: Muon threshold of the ``fatjet_muon5`` filter (GeV), and its jet-muon dR.
+FILTER_MUON_PT = 5.0
+FILTER_MUON_DR = 0.8
+
+
+def _delta_r(eta1, phi1, eta2, phi2):
+    dphi = (phi1 - phi2 + np.pi) % (2 * np.pi) - np.pi
+    return np.hypot(eta1 - eta2, dphi)
+
+
+def reconstruct(
+    particles: ak.Array,
+    response: DetectorResponse,
+    rng: np.random.Generator,
+    *,
+    is_mc: bool,
+    event_filter: str | None = None,
+) -> tuple[dict[str, ak.Array], np.ndarray]:
+    """Detector simulation, vertexing, jet clustering and truth for one chunk.
+
+    ``particles`` is a particle table from ``jettag.pythia``. Returns the PFNano
+    collections by name for the events that pass ``event_filter``, and the
+    indices of those events in ``particles``.
+    """
+    from jettag import detector, jet_tables, jets, truth, vertexing
+
+    selected = np.arange(len(particles))
+    pfcands, muons = detector.simulate(particles, response, rng)
+    if event_filter == "fatjet_muon5":
+        # events with no muon above threshold cannot pass: skip their clustering
+        has_muon = ak.to_numpy(ak.any(muons["pt"] > FILTER_MUON_PT, axis=1))
+        selected = selected[has_muon]
+        particles, pfcands, muons = particles[has_muon], pfcands[has_muon], muons[has_muon]
+    svs = vertexing.find_secondary_vertices(pfcands, response, rng)
+    clustered = jets.cluster_fatjets(pfcands)
+    fatjets = clustered.fatjets
+    subjets = clustered.subjets
+    pf_table, pf_selection = jet_tables.jet_constituent_table(fatjets, pfcands, clustered.constituents)
+    sv_table = jet_tables.jet_sv_table(fatjets, svs)
+    labels = truth.label_jets(fatjets, particles)
+    sub_labels = truth.label_jets(subjets, particles, radius=0.4)
+    for name in ("hadronFlavour", "nBHadrons", "nCHadrons"):
+        fatjets = ak.with_field(fatjets, labels[name], name)
+        subjets = ak.with_field(subjets, sub_labels[name], name)
+    subjets = ak.with_field(subjets, ak.zeros_like(subjets["pt"]), "rawFactor")
+    collections = {
+        "FatJet": fatjets,
+        "SubJet": subjets,
+        "PFCands": pfcands[pf_selection],
+        "FatJetPFCands": pf_table,
+        "SV": svs,
+        "FatJetSVs": sv_table,
+        "Muon": muons,
+    }
+    if is_mc:
+        collections["GenPart"] = truth.gen_particles(particles)
+    passed = _passes_filter(event_filter, collections)
+    return {k: v[passed] for k, v in collections.items()}, selected[passed]
+
+
+def _passes_filter(name: str | None, collections: dict[str, ak.Array]) -> np.ndarray:
+    """Per-event decision of a process's event filter (all True without one)."""
+    n = len(collections["FatJet"])
+    if name is None:
+        return np.ones(n, bool)
+    if name == "fatjet_muon5":
+        jets = collections["FatJet"]
+        muons = collections["Muon"]
+        muons = muons[muons["pt"] > FILTER_MUON_PT]
+        pairs = ak.cartesian({"j": jets, "m": muons}, nested=True)
+        dr = _delta_r(pairs["j"]["eta"], pairs["j"]["phi"], pairs["m"]["eta"], pairs["m"]["phi"])
+        return ak.to_numpy(ak.any(ak.any(dr < FILTER_MUON_DR, axis=-1), axis=-1))
+    raise ValueError(f"unknown event filter {name!r}")
+
+
+@dataclass
+class ChunkResult:
+    """What a worker sends back: PFNano collections and event-level arrays."""
+
+    index: int
+    collections: dict[str, ak.Array]
+    event_fields: dict[str, np.ndarray]
+    n_tried: int
+    cross_section_pb: float
+    seconds: float
+
+
+def _chunk_seeds(seed: int, process: Process, tune: str, index: int) -> tuple[int, np.random.Generator]:
+    key = [seed, zlib.crc32(process.name.encode()), list(TUNES).index(tune), index]
+    pythia_ss, detector_ss = np.random.SeedSequence(key).spawn(2)
+    return pythia_seed(pythia_ss), np.random.default_rng(detector_ss)
+
+
+def simulate_chunk(
+    process: str | Process, tune: str, seed: int, index: int, n_events: int, chunk_size: int
+) -> ChunkResult:
+    """Generate, simulate and reconstruct chunk ``index`` holding ``n_events`` events."""
+    start = time.perf_counter()
+    proc = get_process(process) if isinstance(process, str) else process
+    is_mc = tune == "mc"
+    response = RESPONSES[tune]
+    pseed, rng = _chunk_seeds(seed, proc, tune, index)
+    source = PythiaSource(proc, tune, pseed)
+    kept: list[dict[str, ak.Array]] = []
+    weights: list[np.ndarray] = []
+    n_kept = 0
+    n_tried = 0
+    batch = n_events
+    while n_kept < n_events:
+        generated = source.next_batch(batch)
+        n_tried += len(generated)
+        collections, selected = reconstruct(
+            generated["particles"], response, rng, is_mc=is_mc, event_filter=proc.event_filter
+        )
+        take = np.arange(min(len(selected), n_events - n_kept))
+        kept.append({k: v[take] for k, v in collections.items()})
+        weights.append(ak.to_numpy(generated["weight"])[selected[take]])
+        n_kept += len(take)
+        if n_kept < n_events:
+            # filtered process: ask for enough events to finish, from the efficiency so far
+            efficiency = max(n_kept, 1) / n_tried
+            batch = int(min(20 * n_events, max(50, 1.2 * (n_events - n_kept) / efficiency)))
+    merged = {name: ak.concatenate([k[name] for k in kept]) for name in kept[0]}
+    first_event = index * chunk_size + 1
+    event_fields = {
+        "run": np.full(n_events, RUN_NUMBER[tune], np.uint32),
+        "luminosityBlock": np.full(n_events, index + 1, np.uint32),
+        "event": np.arange(first_event, first_event + n_events, dtype=np.uint64),
+        "genWeight": np.concatenate(weights).astype(np.float32),
+        "PV_npvs": np.ones(n_events, np.int32),
+        "PV_npvsGood": np.ones(n_events, np.int32),
+    }
+    return ChunkResult(
+        index=index,
+        collections=merged,
+        event_fields=event_fields,
+        n_tried=n_tried,
+        cross_section_pb=source.cross_section_pb(),
+        seconds=time.perf_counter() - start,
+    )
+
+
+@dataclass
+class GenerationSummary:
+    """What ``generate`` did, for the CLI and the file metadata."""
+
+    process: str
+    tune: str
+    seed: int
+    n_events: int
+    n_tried: int
+    out: Path
+    seconds: float
+    cross_section_pb: float
+    truth_sidecar: Path | None = None
+    chunk_seconds: list[float] = field(default_factory=list)
+
+    @property
+    def filter_efficiency(self) -> float:
+        return self.n_events / self.n_tried if self.n_tried else 0.0
+
+    def describe(self) -> str:
+        """A one-paragraph human summary."""
+        lines = [
+            f"wrote {self.n_events} {self.process} events (tune {self.tune}, seed {self.seed}) to {self.out}",
+            f"  {self.n_tried} generated, filter efficiency {self.filter_efficiency:.4f}, "
+            f"sigma(gen) = {self.cross_section_pb:.4g} pb",
+            f"  {self.seconds:.1f} s wall, {self.n_events / max(self.seconds, 1e-9):.1f} events/s",
+        ]
+        if self.truth_sidecar is not None:
+            lines.append(f"  truth sidecar: {self.truth_sidecar}")
+        return "\n".join(lines)
+
+
+def _metadata(proc: Process, tune: str, seed: int, chunk_size: int) -> dict:
+    return {
+        "generator": "jettag generate",
+        "jettag_version": __version__,
+        "process": proc.name,
+        "description": proc.description,
+        "tune": tune,
+        "seed": seed,
+        "chunk_size": chunk_size,
+        "weighted": bool(proc.bias) and tune == "mc",
+        "event_filter": proc.event_filter,
+        "pythia_settings": list(proc.pythia_settings(tune)),
+        "detector": asdict(RESPONSES[tune]),
+    }
+
+
+def generate(
+    process: str,
+    n_events: int,
+    seed: int,
+    out: str | Path,
+    *,
+    tune: str = "mc",
+    workers: int = 1,
+    chunk_size: int = 1000,
+    progress: bool = True,
+) -> GenerationSummary:
+    """Generate ``n_events`` events of ``process`` into the PFNano file ``out``."""
+    from tqdm.auto import tqdm
+
+    from jettag.pfnano import PFNanoWriter, truth_sidecar_path
+
+    proc = get_process(process)
+    if tune not in RESPONSES:
+        raise ValueError(f"unknown tune {tune!r}; known tunes: {', '.join(RESPONSES)}")
+    if n_events <= 0 or chunk_size <= 0 or workers <= 0:
+        raise ValueError("events, chunk size and workers must be positive")
+    out = Path(out)
+    tasks = [
+        (i, min(chunk_size, n_events - i * chunk_size)) for i in range((n_events + chunk_size - 1) // chunk_size)
+    ]
+    start = time.perf_counter()
+    n_tried = 0
+    xsecs: list[float] = []
+    chunk_seconds: list[float] = []
+    is_mc = tune == "mc"
+    writer = PFNanoWriter(out, is_mc=is_mc, metadata=_metadata(proc, tune, seed, chunk_size))
+    bar = tqdm(total=n_events, unit="ev", desc=f"{process} ({tune})", disable=not progress)
+
+    def consume(result: ChunkResult) -> None:
+        nonlocal n_tried
+        writer.write(result.collections, result.event_fields)
+        n_tried += result.n_tried
+        xsecs.append(result.cross_section_pb)
+        chunk_seconds.append(result.seconds)
+        bar.update(len(result.event_fields["event"]))
+
+    try:
+        if workers == 1:
+            for index, n in tasks:
+                consume(simulate_chunk(proc, tune, seed, index, n, chunk_size))
+        else:
+            context = multiprocessing.get_context("fork")
+            with cf.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+                pending: deque[cf.Future] = deque()
+                todo = deque(tasks)
+                while todo or pending:
+                    while todo and len(pending) < 2 * workers:
+                        index, n = todo.popleft()
+                        pending.append(pool.submit(simulate_chunk, proc, tune, seed, index, n, chunk_size))
+                    consume(pending.popleft().result())
+    finally:
+        bar.close()
+        writer.metadata.update(
+            n_generated=n_tried,
+            filter_efficiency=writer.n_written / n_tried if n_tried else None,
+            cross_section_pb=float(np.mean(xsecs)) if xsecs else None,
+        )
+        writer.close()
+    return GenerationSummary(
+        process=process,
+        tune=tune,
+        seed=seed,
+        n_events=writer.n_written,
+        n_tried=n_tried,
+        out=out,
+        seconds=time.perf_counter() - start,
+        cross_section_pb=float(np.mean(xsecs)) if xsecs else float("nan"),
+        truth_sidecar=None if is_mc else truth_sidecar_path(out),
+        chunk_seconds=chunk_seconds,
+    )

@@ -1,0 +1,327 @@
+"""Fat-jet reconstruction: anti-kT R=0.8 clustering of PF candidates and jet substructure.
+
+Everything is columnar: one FastJet multi-event ``ClusterSequence`` clusters all events of a
+batch, and the substructure steps (soft drop, N-subjettiness, energy correlators, soft-drop
+subjets) run on one more multi-event ``ClusterSequence`` in which every selected fat jet is its
+own "event". Index bookkeeping is done with NumPy on flat arrays, so there is no per-jet (or
+per-event) Python loop.
+
+Conventions (CMS NanoAOD ``FatJet`` / ``SubJet``):
+
+- ``tau1..tau4``: N-subjettiness, beta=1, R0=0.8, normalized measure, one-pass exclusive-kT
+  axes (CMS's ``NjettinessAdder`` setup), on the ungroomed jet. A jet with N or fewer
+  constituents has ``tauN = 0`` (each constituent is its own axis), so ``tau21`` of a jet with
+  one or two constituents is 0/0: callers should guard the ratio (``tau1 > 0``).
+- ``n2b1``, ``n3b1``: energy-correlation ratios N2, N3 (beta=1, pt-R measure) of the soft-drop
+  groomed jet, as CMS computes them. As CMS's ``ECFAdder``, the value is -1 unless the groomed
+  jet has more than 2 (N2) or 3 (N3) constituents.
+- ``msoftdrop``: C/A reclustering, soft drop beta=0, z_cut=0.1, R0=0.8. The two soft-drop
+  subjets are the two exclusive C/A subjets of the groomed constituents (the two branches of
+  the declustering step that passed the soft-drop condition), ordered by pt. A groomed jet of a
+  single constituent has one subjet and ``subJetIdx2 = -1``.
+- ``jetId``: bit 1 (value 2) tight, bit 2 (value 4) tight lepton veto, from constituent
+  energy fractions (|eta| < 2.4 criteria); values 0, 2 or 6.
+- Floats are float32 and indices/counts int32, the dtypes of the PFNano branches.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import NamedTuple
+
+import awkward as ak
+import fastjet
+import numpy as np
+
+__all__ = ["FatJetResult", "cluster_fatjets"]
+
+# C/A radius used to recluster the constituents of one jet: larger than any angular distance
+# inside an R=0.8 jet, so that the reclustering merges everything into one tree (this is what
+# FastJet's ``Recluster`` does with ``JetDefinition::max_allowable_R``).
+_RECLUSTER_R = 10.0
+_NSUB_AXES = "OnePass_KT_Axes"
+_NSUB_MEASURE = "NormalizedMeasure"
+
+_FATJET_FLOAT_FIELDS = (
+    "pt",
+    "eta",
+    "phi",
+    "mass",
+    "msoftdrop",
+    "n2b1",
+    "n3b1",
+    "tau1",
+    "tau2",
+    "tau3",
+    "tau4",
+    "rawFactor",
+)
+_FATJET_INT_FIELDS = ("nConstituents", "subJetIdx1", "subJetIdx2", "jetId")
+_SUBJET_FIELDS = ("pt", "eta", "phi", "mass")
+
+
+class FatJetResult(NamedTuple):
+    """Output of :func:`cluster_fatjets` (all per event, jets ordered by pt descending).
+
+    ``fatjets``: records with the NanoAOD ``FatJet`` fields. ``subjets``: records (pt, eta, phi,
+    mass) of the soft-drop subjets, jet by jet (``subJetIdx1/2`` point into it).
+    ``constituents``: per jet, int64 indices into that event's ``pfcands``, pt descending.
+    """
+
+    fatjets: ak.Array
+    subjets: ak.Array
+    constituents: ak.Array
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _flat(array: ak.Array, dtype: type = np.float64) -> np.ndarray:
+    """Flat NumPy copy (native byte order) of a jagged numeric array."""
+    return np.asarray(ak.to_numpy(ak.flatten(array, axis=None)), dtype=dtype)
+
+
+def _offsets(counts: np.ndarray) -> np.ndarray:
+    out = np.zeros(len(counts) + 1, dtype=np.int64)
+    np.cumsum(counts, out=out[1:])
+    return out
+
+
+def _jagged_p4(offsets: np.ndarray, px, py, pz, energy) -> ak.Array:
+    """Jagged (px, py, pz, E) records, the input FastJet's multi-event interface wants."""
+    content = ak.contents.RecordArray(
+        [ak.contents.NumpyArray(np.ascontiguousarray(x, dtype=np.float64)) for x in (px, py, pz, energy)],
+        ["px", "py", "pz", "E"],
+    )
+    return ak.Array(ak.contents.ListOffsetArray(ak.index.Index64(offsets), content))
+
+
+def _jagged(offsets: np.ndarray, fields: dict[str, np.ndarray]) -> ak.Array:
+    """Jagged records from flat NumPy columns and list offsets."""
+    content = ak.contents.RecordArray(
+        [ak.contents.NumpyArray(np.ascontiguousarray(v)) for v in fields.values()], list(fields)
+    )
+    return ak.Array(ak.contents.ListOffsetArray(ak.index.Index64(offsets), content))
+
+
+def _ptetaphim(px, py, pz, energy):
+    """(pt, eta, phi, mass) from Cartesian four-momenta (massless-safe, eta finite)."""
+    pt = np.hypot(px, py)
+    p = np.sqrt(pt * pt + pz * pz)
+    eta = np.arcsinh(np.divide(pz, pt, out=np.zeros_like(pz), where=pt > 0))
+    phi = np.arctan2(py, px)
+    m2 = (energy - p) * (energy + p)
+    mass = np.sqrt(np.maximum(m2, 0.0))
+    return pt, eta, phi, mass
+
+
+def _gather_ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Concatenation of ``arange(s, s + c)`` for all (s, c), without a loop."""
+    offs = _offsets(counts)
+    return np.repeat(starts - offs[:-1], counts) + np.arange(offs[-1])
+
+
+def _jet_ids(energy, pdg, charge, jet_of_cons, njets) -> np.ndarray:
+    """CMS tight (2) and tight-lepton-veto (4) bits from constituent energy fractions."""
+    apdg = np.abs(pdg)
+
+    def esum(mask):
+        return np.bincount(jet_of_cons, weights=np.where(mask, energy, 0.0), minlength=njets)
+
+    e_tot = np.bincount(jet_of_cons, weights=energy, minlength=njets)
+    e_tot = np.where(e_tot > 0, e_tot, 1.0)
+    nhf = esum((apdg == 130) | (apdg == 1)) / e_tot  # neutral hadrons (+ HF hadronic)
+    nemf = esum((apdg == 22) | (apdg == 2)) / e_tot  # photons (+ HF EM)
+    chf = esum(apdg == 211) / e_tot
+    cemf = esum(apdg == 11) / e_tot
+    muf = esum(apdg == 13) / e_tot
+    ncons = np.bincount(jet_of_cons, minlength=njets)
+    nch = np.bincount(jet_of_cons, weights=(charge != 0).astype(np.float64), minlength=njets)
+    tight = (nhf < 0.90) & (nemf < 0.90) & (ncons > 1) & (chf > 0) & (nch >= 1)
+    lepveto = tight & (muf < 0.80) & (cemf < 0.80)
+    return (2 * tight + 4 * lepveto).astype(np.int32)
+
+
+def _empty_result(nevents: int) -> FatJetResult:
+    zeros = np.zeros(nevents + 1, dtype=np.int64)
+    fields: dict[str, np.ndarray] = {k: np.zeros(0, np.float32) for k in _FATJET_FLOAT_FIELDS}
+    fields.update({k: np.zeros(0, np.int32) for k in _FATJET_INT_FIELDS})
+    sub = {k: np.zeros(0, np.float32) for k in _SUBJET_FIELDS}
+    cons = ak.Array(
+        ak.contents.ListOffsetArray(
+            ak.index.Index64(zeros),
+            ak.contents.ListOffsetArray(
+                ak.index.Index64(np.zeros(1, np.int64)), ak.contents.NumpyArray(np.zeros(0, np.int64))
+            ),
+        )
+    )
+    return FatJetResult(_jagged(zeros, fields), _jagged(zeros, sub), cons)
+
+
+# ----------------------------------------------------------------------------- public API
+
+
+def cluster_fatjets(
+    pfcands: ak.Array,
+    *,
+    radius: float = 0.8,
+    pt_min: float = 200.0,
+    abs_eta_max: float = 2.4,
+    softdrop_beta: float = 0.0,
+    softdrop_zcut: float = 0.1,
+) -> FatJetResult:
+    """Cluster anti-kT fat jets from all PF candidates of each event and compute substructure.
+
+    ``pfcands``: per event, records with at least pt, eta, phi, mass, charge, pdgId. Returns
+    :class:`FatJetResult` with jets above ``pt_min`` and inside ``|eta| < abs_eta_max``, sorted
+    by pt descending. See the module docstring for the conventions of each field.
+    """
+    nevents = len(pfcands)
+    counts = np.asarray(ak.to_numpy(ak.num(pfcands, axis=1)), dtype=np.int64)
+    ev_off = _offsets(counts)
+    if ev_off[-1] == 0:
+        return _empty_result(nevents)
+
+    c_pt = _flat(pfcands["pt"])
+    c_eta = _flat(pfcands["eta"])
+    c_phi = _flat(pfcands["phi"])
+    c_mass = _flat(pfcands["mass"])
+    c_px, c_py = c_pt * np.cos(c_phi), c_pt * np.sin(c_phi)
+    c_pz = c_pt * np.sinh(c_eta)
+    c_e = np.sqrt(c_px * c_px + c_py * c_py + c_pz * c_pz + c_mass * c_mass)
+
+    # --- anti-kT clustering of every event at once
+    cs = fastjet.ClusterSequence(
+        _jagged_p4(ev_off, c_px, c_py, c_pz, c_e),
+        fastjet.JetDefinition(fastjet.antikt_algorithm, radius),
+    )
+    jets = cs.inclusive_jets(min_pt=pt_min)
+    cidx = cs.constituent_index(min_pt=pt_min)
+    j_px, j_py, j_pz, j_e = (_flat(jets[k]) for k in ("px", "py", "pz", "E"))
+    j_pt, j_eta, j_phi, j_mass = _ptetaphim(j_px, j_py, j_pz, j_e)
+    j_evt = np.repeat(np.arange(nevents), np.asarray(ak.to_numpy(ak.num(jets, axis=1))))
+
+    # selection and per-event pt-descending order, as one stable lexsort on the flat jets
+    keep = np.flatnonzero((j_pt > pt_min) & (np.abs(j_eta) < abs_eta_max))
+    keep = keep[np.lexsort((-j_pt[keep], j_evt[keep]))]
+    njets = len(keep)
+    if njets == 0:
+        return _empty_result(nevents)
+    sel_evt = j_evt[keep]
+    jets_per_event = np.bincount(sel_evt, minlength=nevents)
+    jet_off = _offsets(jets_per_event)
+
+    # --- constituents of the selected jets, as global indices into the flat pfcands
+    ncons_all = np.asarray(ak.to_numpy(ak.num(ak.flatten(cidx, axis=1), axis=1)), dtype=np.int64)
+    cons_flat_all = _flat(cidx, np.int64)
+    ncons = ncons_all[keep]
+    gather = _gather_ranges(_offsets(ncons_all)[:-1][keep], ncons)
+    jet_of_cons = np.repeat(np.arange(njets), ncons)
+    gidx = cons_flat_all[gather] + ev_off[sel_evt][jet_of_cons]
+    gidx = gidx[np.lexsort((-c_pt[gidx], jet_of_cons))]  # pt descending inside each jet
+    cons_off = _offsets(ncons)
+    local_idx = gidx - np.repeat(ev_off[sel_evt], ncons)
+
+    # --- substructure: every selected jet is one "event" of a C/A cluster sequence
+    ca = fastjet.JetDefinition(fastjet.cambridge_algorithm, _RECLUSTER_R)
+    jet_cs = fastjet.ClusterSequence(
+        _jagged_p4(cons_off, c_px[gidx], c_py[gidx], c_pz[gidx], c_e[gidx]), ca
+    )
+    taus = np.asarray(
+        jet_cs.njettiness(
+            measure_definition=_NSUB_MEASURE,
+            axes_definition=_NSUB_AXES,
+            njets=[1, 2, 3, 4],
+            beta=1.0,
+            R0=radius,
+        ),
+        dtype=np.float64,
+    ).reshape(njets, 4)
+    taus = np.where(np.isfinite(taus), taus, 0.0)
+    sd = jet_cs.exclusive_jets_softdrop_grooming(
+        njets=1, beta=softdrop_beta, symmetry_cut=softdrop_zcut, R0=radius
+    )
+    msd = np.asarray(sd["msoftdrop"], dtype=np.float64)
+    groomed = sd["constituents"]
+    g_cs = fastjet.ClusterSequence(
+        _jagged_p4(
+            _offsets(np.asarray(ak.to_numpy(ak.num(groomed, axis=1)), dtype=np.int64)),
+            *(_flat(groomed[k]) for k in ("px", "py", "pz", "E")),
+        ),
+        ca,
+    )
+    ecf = [
+        np.asarray(
+            g_cs.exclusive_jets_energy_correlator(njets=1, beta=1, npoint=n, func="nseries"),
+            dtype=np.float64,
+        )
+        for n in (2, 3)
+    ]
+    # CMS's ECFAdder writes -1 unless the groomed jet has more than N constituents
+    n_groomed = np.asarray(ak.to_numpy(ak.num(groomed, axis=1)), dtype=np.int64)
+    n2, n3 = (
+        np.where(np.isfinite(x) & (n_groomed > npt), x, -1.0) for x, npt in zip(ecf, (2, 3), strict=True)
+    )
+
+    # soft-drop subjets: exclusive C/A 2-jets of the groomed constituents, pt-ordered
+    with warnings.catch_warnings():  # fastjet warns for every jet definition; C/A is fine
+        warnings.simplefilter("ignore", UserWarning)
+        sj = g_cs.exclusive_jets_up_to(2)
+    nsub = np.asarray(ak.to_numpy(ak.num(sj, axis=1)), dtype=np.int64)
+    s_pt, s_eta, s_phi, s_mass = _ptetaphim(*(_flat(sj[k]) for k in ("px", "py", "pz", "E")))
+    s_jet = np.repeat(np.arange(njets), nsub)
+    s_order = np.lexsort((-s_pt, s_jet))
+    sub_off = _offsets(nsub)
+    ev_sub_off = sub_off[jet_off]  # first subjet of each event (global numbering)
+    sub_idx1 = (sub_off[:-1] - ev_sub_off[sel_evt]).astype(np.int32)
+    sub_idx2 = np.where(nsub >= 2, sub_idx1 + 1, -1).astype(np.int32)
+    sub_idx1 = np.where(nsub >= 1, sub_idx1, -1).astype(np.int32)
+
+    jet_id = _jet_ids(
+        c_e[gidx],
+        _flat(pfcands["pdgId"], np.int64)[gidx],
+        _flat(pfcands["charge"], np.int64)[gidx],
+        jet_of_cons,
+        njets,
+    )
+
+    f32 = np.float32
+    fatjets = _jagged(
+        jet_off,
+        {
+            "pt": j_pt[keep].astype(f32),
+            "eta": j_eta[keep].astype(f32),
+            "phi": j_phi[keep].astype(f32),
+            "mass": j_mass[keep].astype(f32),
+            "msoftdrop": msd.astype(f32),
+            "n2b1": n2.astype(f32),
+            "n3b1": n3.astype(f32),
+            "tau1": taus[:, 0].astype(f32),
+            "tau2": taus[:, 1].astype(f32),
+            "tau3": taus[:, 2].astype(f32),
+            "tau4": taus[:, 3].astype(f32),
+            "rawFactor": np.zeros(njets, f32),
+            "nConstituents": ncons.astype(np.int32),
+            "subJetIdx1": sub_idx1,
+            "subJetIdx2": sub_idx2,
+            "jetId": jet_id,
+        },
+    )
+    subjets = _jagged(
+        ev_sub_off,
+        {
+            "pt": s_pt[s_order].astype(f32),
+            "eta": s_eta[s_order].astype(f32),
+            "phi": s_phi[s_order].astype(f32),
+            "mass": s_mass[s_order].astype(f32),
+        },
+    )
+    constituents = ak.Array(
+        ak.contents.ListOffsetArray(
+            ak.index.Index64(jet_off),
+            ak.contents.ListOffsetArray(
+                ak.index.Index64(cons_off), ak.contents.NumpyArray(local_idx.astype(np.int64))
+            ),
+        )
+    )
+    return FatJetResult(fatjets, subjets, constituents)
