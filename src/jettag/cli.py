@@ -111,10 +111,55 @@ def _run_demo(args: argparse.Namespace) -> int:
     )
 
 
+# --------------------------------------------------------------------------- tag
+def _add_tag(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "tag",
+        help="score every fat jet of (PF)NanoAOD files with ONNX taggers into a friend tree",
+        description=(
+            "Run weaver-format taggers (DIR/model.onnx + DIR/preprocess.json) on every fat jet "
+            "and write a friend tree Events (nFatJet, FatJet_<tagger>_<class>) aligned event by "
+            "event and jet by jet with the input files, in the order given."
+        ),
+    )
+    p.add_argument("files", nargs="+", type=Path, metavar="FILE.root", help="input ROOT files")
+    p.add_argument(
+        "--model", required=True, action="append", type=Path, metavar="DIR",
+        help="model directory (repeat for several taggers); the tagger is named after DIR",
+    )
+    p.add_argument("--out", required=True, type=Path, help="output friend ROOT file")
+    p.add_argument("--tree", default="Events", help="input tree name (default Events)")
+    p.add_argument("--step-size", type=_positive_int, default=20_000, help="events per chunk (default 20000)")
+    p.add_argument("--batch-size", type=_positive_int, default=1024, help="jets per inference call (default 1024)")
+    p.add_argument("--threads", type=_positive_int, default=None, help="onnxruntime threads (default: all cores)")
+    p.add_argument("--device", choices=["cpu", "cuda", "auto"], default="cpu", help="execution provider (default cpu)")
+    p.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
+
+
+def _run_tag(args: argparse.Namespace) -> int:
+    from jettag.tagger import ModelValidationError, PreprocessError, Tagger, UnknownFeatureError
+    from jettag.tagger.friend import tag_files
+
+    taggers = []
+    for model_dir in args.model:
+        try:
+            taggers.append(
+                Tagger.load(model_dir, batch_size=args.batch_size, threads=args.threads, device=args.device)
+            )
+        except (ModelValidationError, PreprocessError, UnknownFeatureError) as err:
+            raise UserError(f"model {model_dir}: {err}") from None
+    summary = tag_files(
+        taggers, args.files, args.out, tree=args.tree, step_size=args.step_size, progress=not args.no_progress
+    )
+    print(summary.describe())
+    return 0
+
+
 # --------------------------------------------------------------------------- main
 _COMMANDS: dict[str, tuple[Callable[[argparse._SubParsersAction], None], Callable[[argparse.Namespace], int]]] = {
     "generate": (_add_generate, _run_generate),
     "demo": (_add_demo, _run_demo),
+    "tag": (_add_tag, _run_tag),
 }
 
 

@@ -23,15 +23,17 @@ tracking efficiency     plateau x low-pT turn-on x radius fall-off     0.97 (0.9
                         production radius from 1 at 5 cm to 0 at 60 cm
 track pT resolution     sigma/pT = a (+) b pT (x1.8 in the endcap)     a=0.7%, b=1.5e-4/GeV
 IP resolution (dxy)     a (+) b/pT (x1.3 endcap, x1.8 per missing      15 um (+) 90 um/pT
-                        inner pixel layer)                             (x1.22 in pseudo-data)
+                        inner pixel layer, or without a layer-1 hit)   (x1.25 in pseudo-data)
 IP resolution (dz)      a (+) b/pT, same scalings                      30 um (+) 110 um/pT
-                                                                       (x1.22 in pseudo-data)
+                                                                       (x1.25 in pseudo-data)
 IP tails                a fraction of tracks smeared with 3x sigma      0.5% (1.0%)
                         (the reported error stays the core sigma)
 track details           d0/dz/errors/trkChi2 stored for pT > 0.5 GeV
                         only, -1 below (as MiniAOD packed candidates)
 lost inner hits         from the production radius vs the Phase-1      layers 2.9, 6.8, 10.9,
-                        pixel barrel layer radii                       16.0 cm
+                        pixel barrel layer radii; prompt tracks have   16.0 cm; P(L1 hit)
+                        a layer-1 hit (-1) with P, else 0              0.97 (0.93) barrel,
+                                                                       0.75 (0.70) endcap
 ECAL (photons, e)       sigma/E = 3%/sqrt(E) (+) 0.5%, scale           scale 1.00 (1.02)
 HCAL (neutral hadrons)  sigma/E = 100%/sqrt(E) (+) 5%, scale           scale 1.00 (1.02)
 HF (3 < abs(eta) < 5)   EM 200%/sqrt(E) (+) 9%, had 280%/sqrt(E)       pdgId 2 (EM), 1 (had)
@@ -79,13 +81,13 @@ import numpy as np
 
 __all__ = [
     "DATA_RESPONSE",
+    "DETECTOR_TABLE",
     "MC_RESPONSE",
+    "MUON_FIELDS",
     "PFCAND_FIELDS",
     "PFCAND_INTERNAL_FIELDS",
-    "MUON_FIELDS",
     "RESPONSES",
     "DetectorResponse",
-    "DETECTOR_TABLE",
     "detector_table",
     "simulate",
     "true_impact_parameters",
@@ -183,37 +185,50 @@ class DetectorResponse:
     pv_btag_max_d0: float = _p(0.2, "pvAssocQuality 4 if abs(d0) < (and dz below)", "cm")
     pv_btag_max_dz: float = _p(0.5, "pvAssocQuality 4 dz limit", "cm")
     pv_dz_max: float = _p(1.0, "pvAssocQuality 5 if abs(dz) <, else 0", "cm")
-    pv_resolution: float = _p(0.001, "primary-vertex position resolution (for SV significances)", "cm")
+    pv_resolution: float = _p(
+        0.001, "primary-vertex position resolution (for SV significances)", "cm"
+    )
     # --- secondary vertices (jettag.vertexing) ----------------------------
     sv_track_min_pt: float = _p(0.8, "tracks used in secondary vertices, pT >", "GeV")
     sv_eff_plateau: float = _p(0.95, "vertex-finding efficiency plateau")
     sv_eff_ntrack_scale: float = _p(1.2, "eff x (1 - exp(-(ntracks-1)/scale))")
     sv_eff_radius_scale: float = _p(30.0, "eff x exp(-r/scale), r = true transverse flight", "cm")
-    sv_res_perp: float = _p(0.0030, "SV resolution across the flight direction (x 1/sqrt(n-1))", "cm")
+    sv_res_perp: float = _p(
+        0.0030, "SV resolution across the flight direction (x 1/sqrt(n-1))", "cm"
+    )
     sv_res_radius_scale: float = _p(3.0, "SV resolution x (1 + r/scale)", "cm")
-    sv_res_min_opening: float = _p(0.01, "min track opening angle in sigma_along = sigma_perp/angle", "rad")
+    sv_res_min_opening: float = _p(
+        0.01, "min track opening angle in sigma_along = sigma_perp/angle", "rad"
+    )
     sv_res_max_along: float = _p(2.0, "cap on the along-flight resolution", "cm")
     sv_min_dxy_sig: float = _p(2.5, "SV cut: dxySig >")
     sv_min_dlen_sig: float = _p(3.0, "SV cut: dlenSig >")
     sv_min_cos_pointing: float = _p(0.98, "SV cut: cos(angle(p, flight)) >")
-    sv_k0s_window: float = _p(0.05, "K0S veto for 2-track opposite-charge SVs: abs(m - mK0S) >", "GeV")
-    sv_fake_rate: float = _p(0.0, "fake SVs per candidate pair of displaced prompt tracks")
+    sv_k0s_window: float = _p(
+        0.05, "K0S veto for 2-track opposite-charge SVs: abs(m - mK0S) >", "GeV"
+    )
+    sv_fake_rate: float = _p(1.0, "P(fake SV) per candidate pair of displaced prompt tracks")
+    sv_fake_min_ip_sig: float = _p(2.0, "fake-SV pairs: both tracks abs(d0)/d0Err >")
+    sv_fake_max_dr: float = _p(0.4, "fake-SV pairs: dR(track, track) <")
+    sv_fake_max_radius: float = _p(2.5, "fake-SV pairs: transverse crossing radius <", "cm")
 
 
 MC_RESPONSE = DetectorResponse()
 
 #: Pseudo-data: tracking a few % less efficient, impact parameters and vertex
-#: positions ~22% worse, twice the IP tails, calorimeters 2% high, muon and
+#: positions 25% worse, layer-1 hits lost more often, twice the IP tails, calorimeters 2% high, muon and
 #: electron ID slightly less efficient, a few more fake muons.
 DATA_RESPONSE = dataclasses.replace(
     MC_RESPONSE,
     name="data",
     track_eff_barrel=0.94,
     track_eff_endcap=0.90,
-    d0_res_a=MC_RESPONSE.d0_res_a * 1.22,
-    d0_res_b=MC_RESPONSE.d0_res_b * 1.22,
-    dz_res_a=MC_RESPONSE.dz_res_a * 1.22,
-    dz_res_b=MC_RESPONSE.dz_res_b * 1.22,
+    d0_res_a=MC_RESPONSE.d0_res_a * 1.25,
+    d0_res_b=MC_RESPONSE.d0_res_b * 1.25,
+    dz_res_a=MC_RESPONSE.dz_res_a * 1.25,
+    dz_res_b=MC_RESPONSE.dz_res_b * 1.25,
+    first_layer_hit_prob_barrel=0.93,
+    first_layer_hit_prob_endcap=0.70,
     ip_tail_fraction=0.010,
     ecal_scale=1.02,
     hcal_scale=1.02,
@@ -222,7 +237,7 @@ DATA_RESPONSE = dataclasses.replace(
     fake_muon_prob=0.0025,
     soft_id_eff=0.985,
     sv_eff_plateau=0.92,
-    sv_res_perp=MC_RESPONSE.sv_res_perp * 1.22,
+    sv_res_perp=MC_RESPONSE.sv_res_perp * 1.25,
 )
 
 RESPONSES: dict[str, DetectorResponse] = {"mc": MC_RESPONSE, "data": DATA_RESPONSE}
@@ -425,7 +440,9 @@ def _flat(particles: ak.Array, name: str, dtype) -> np.ndarray:
 
 def _jagged(columns: dict[str, np.ndarray], offsets: np.ndarray) -> ak.Array:
     record = ak.contents.RecordArray(
-        [ak.contents.NumpyArray(v) for v in columns.values()], list(columns), length=len(next(iter(columns.values())))
+        [ak.contents.NumpyArray(v) for v in columns.values()],
+        list(columns),
+        length=len(next(iter(columns.values()))),
     )
     return ak.Array(ak.contents.ListOffsetArray(ak.index.Index64(offsets), record))
 
@@ -538,7 +555,12 @@ def simulate(
 
     d0_true, dz_true = true_impact_parameters(vx, vy, vz, px, py, np.asarray(pz))
     pt_safe = np.maximum(pt, 1e-6)
-    ip_scale = np.where(endcap, r.ip_res_endcap_scale, 1.0) * r.ip_res_per_missing_layer**n_missing
+    # no hit in the first pixel layer (displaced production or a missed
+    # layer-1 hit) costs lever arm: the IP resolution grows per missing layer
+    missing_for_ip = np.where(lost_inner == 0, 1, n_missing)
+    ip_scale = (
+        np.where(endcap, r.ip_res_endcap_scale, 1.0) * r.ip_res_per_missing_layer**missing_for_ip
+    )
     d0_err = _quad(r.d0_res_a, r.d0_res_b / pt_safe) * ip_scale
     dz_err = _quad(r.dz_res_a, r.dz_res_b / pt_safe) * ip_scale
     smear = np.where(u_tail < r.ip_tail_fraction, r.ip_tail_scale, 1.0)
@@ -590,9 +612,7 @@ def simulate(
     scale = np.where(is_em, r.ecal_scale, r.hcal_scale)
     e_true = np.maximum(energy, 1e-9)
     e_meas = e_true * scale * (1.0 + _quad(stoch / np.sqrt(e_true), const) * g_e)
-    threshold = np.where(
-        in_hf, r.hf_min_e, np.where(is_em, r.photon_min_e, r.neutral_hadron_min_e)
-    )
+    threshold = np.where(in_hf, r.hf_min_e, np.where(is_em, r.photon_min_e, r.neutral_hadron_min_e))
     calo_keep = (in_calo | in_hf) & (e_meas > threshold)
     angle_res = np.where(in_hf, r.hf_angle_res, np.where(is_em, r.ecal_angle_res, r.hcal_angle_res))
     eta_calo = eta + angle_res * g_eta

@@ -32,7 +32,9 @@ Order and truncation: constituents keep the order in which PFNano stores them
 in ``FatJetPFCands`` / ``FatJetSVs`` (PF candidates by decreasing pt), and only
 the first ``var_length`` of each jet enter the model (weaver's
 ``pad_none(clip=True)``). Note that CMSSW sorts SVs by decreasing ``dxysig``
-before truncation; PFNano stores them unsorted.
+before truncation; PFNano stores them unsorted. Link rows whose target index is
+invalid (``FatJetSVs_sVIdx == -1``: an SV that the ``SV`` table does not hold)
+are dropped before truncation, as PFNano analyses do (``SV[sVIdx != -1]``).
 
 Users add a feature with one line::
 
