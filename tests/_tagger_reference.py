@@ -87,10 +87,14 @@ def transform(x: float, info: dict) -> float:
 
 def _row(arrays: dict, coll: str, event: int, index: int) -> dict:
     prefix = coll + "_"
-    return {k[len(prefix) :]: float(v[event][index]) for k, v in arrays.items() if k.startswith(prefix)}
+    return {
+        k[len(prefix) :]: float(v[event][index]) for k, v in arrays.items() if k.startswith(prefix)
+    }
 
 
-def reference_scores(arrays: dict, preprocess: dict, weights: dict, masks: dict) -> list[list[np.ndarray]]:
+def reference_scores(
+    arrays: dict, preprocess: dict, weights: dict, masks: dict
+) -> list[list[np.ndarray]]:
     """Per event, per jet: the masked-sum model's scores, computed jet by jet in float64.
 
     ``arrays``: branch name -> per-event python lists (uproot ``library="np"`` or ak.to_list).
@@ -113,11 +117,14 @@ def reference_scores(arrays: dict, preprocess: dict, weights: dict, masks: dict)
                 tidx = arrays[f"{link_coll}_{tidx_name}"][e]
                 n_target = int(arrays[f"n{target_coll}"][e])
                 # rows whose target index is invalid (-1: an SV missing from the SV table) are skipped
-                rows = [r for r in range(len(jet_idx)) if jet_idx[r] == j and 0 <= tidx[r] < n_target][:length]
+                rows = [
+                    r for r in range(len(jet_idx)) if jet_idx[r] == j and 0 <= tidx[r] < n_target
+                ][:length]
                 mask_vals = np.zeros(length)
                 mask_vals[: len(rows)] = 1.0
                 rowdata = [
-                    (_row(arrays, target_coll, e, int(tidx[r])), _row(arrays, link_coll, e, r)) for r in rows
+                    (_row(arrays, target_coll, e, int(tidx[r])), _row(arrays, link_coll, e, r))
+                    for r in rows
                 ]
                 for v, var in enumerate(block["var_names"]):
                     info = block["var_infos"][var]

@@ -13,7 +13,7 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SAMPLES = {
     "zbb": ("zbb", "mc", 400, 11),
     "qcd": ("qcd", "mc", 800, 12),
-    "xbb": ("xbb", "mc", 500, 13),
+    "xbb": ("xbb", "mc", 1000, 13),
     "gbb_mu": ("gbb_mu", "mc", 80, 14),
     "zbb_data": ("zbb", "data", 400, 15),
 }

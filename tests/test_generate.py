@@ -8,7 +8,6 @@ from pathlib import Path
 
 import awkward as ak
 import numpy as np
-import pytest
 import uproot
 
 from jettag import validation

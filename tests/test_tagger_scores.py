@@ -3,18 +3,20 @@ PFNano file and on a generated one; eager, virtual and dask modes; chunking."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import warnings
 
 import awkward as ak
 import numpy as np
 import pytest
+
 from _tagger_reference import PFNANO, masked_sum_setup, read_branches, reference_scores
 
 pytest.importorskip("onnx")
 
-from jettag.tagger import Tagger  # noqa: E402
-from jettag.tagger.testing import masked_sum_model  # noqa: E402
+from jettag.tagger import Tagger
+from jettag.tagger.testing import masked_sum_model
 
 warnings.filterwarnings("ignore", message="Missing cross-reference index")
 warnings.filterwarnings("ignore", message="Branch .* already exists")
@@ -58,12 +60,12 @@ def generated(tmp_path_factory):
     return path
 
 
-def _check_against_reference(tagger, path, pp, weights, masks):
+def _check_against_reference(tagger, path, pp, weights, masks, events=None):
     branches = sorted(set(tagger.branches) | {"nFatJet"})
     extra = [b for b in ("FatJet_pt", "FatJet_eta", "FatJet_phi") if b not in branches]
     arrays = read_branches(path, branches + extra)
     expected = reference_scores(arrays, pp, weights, masks)
-    got = tagger(_events(path, "eager"))
+    got = tagger(events if events is not None else _events(path, "eager"))
     n_checked = 0
     for e, ev in enumerate(expected):
         assert len(got[e]) == len(ev)
@@ -75,11 +77,11 @@ def _check_against_reference(tagger, path, pp, weights, masks):
     return n_checked
 
 
-def test_masked_sum_matches_numpy_on_pfnano(model_dir, pfnano):
+def test_masked_sum_matches_numpy_on_pfnano(model_dir, pfnano, eager):
     d, pp, weights, masks = model_dir
     tagger = Tagger.load(d)
     assert tagger.class_names == ("Xbb", "Xcc", "Xqq", "QCD")
-    n = _check_against_reference(tagger, pfnano, pp, weights, masks)
+    n = _check_against_reference(tagger, pfnano, pp, weights, masks, eager)
     assert n == 24  # every fat jet of the 10 events
 
 
@@ -89,46 +91,43 @@ def test_masked_sum_matches_numpy_on_generated(model_dir, generated):
     assert n > 0
 
 
-def test_truncation_and_pad_against_numpy(tmp_path, pfnano):
+def test_truncation_and_pad_against_numpy(pfnano, eager):
     """Short blocks (8 PF slots, 2 SV slots): truncation to the first stored constituents."""
     pp, weights, masks = masked_sum_setup(n_pf=8, n_sv=2, pad_sv=-0.5)
     tagger = Tagger(masked_sum_model(pp, weights, masks), pp)
-    _check_against_reference(tagger, pfnano, pp, weights, masks)
+    _check_against_reference(tagger, pfnano, pp, weights, masks, eager)
 
 
-def test_modes_and_chunks_identical(model_dir, pfnano):
+@pytest.fixture(scope="module")
+def eager(pfnano):
+    return _events(pfnano, "eager")
+
+
+def test_modes_and_chunks_identical(model_dir, pfnano, eager):
     import dask_awkward as dak
 
     d, *_ = model_dir
     tagger = Tagger.load(d)
-    eager = tagger(_events(pfnano, "eager"))
-    virtual = tagger(_events(pfnano, "virtual"))
-    dask_scores = tagger(_events(pfnano, "dask"))
-    assert isinstance(dask_scores, dak.Array)
-    assert ak.to_list(virtual) == ak.to_list(eager)
-    assert ak.to_list(dask_scores.compute()) == ak.to_list(eager)
-    # dask with several partitions
-    dask3 = tagger(_events(pfnano, "dask", steps_per_file=3)).compute()
-    assert ak.to_list(dask3) == ak.to_list(eager)
-    # eager chunks of various sizes, including an empty one
-    for bounds in ([0, 3, 7, 10], [0, 1, 2, 5, 5, 10], [0, 10]):
-        parts = [
-            tagger(_events(pfnano, "eager", entry_start=a, entry_stop=b)) if b > a else None
-            for a, b in zip(bounds[:-1], bounds[1:], strict=True)
-        ]
-        joined = ak.concatenate([p for p in parts if p is not None])
-        assert ak.to_list(joined) == ak.to_list(eager)
-    # batch size does not matter
-    small = Tagger.load(d, batch_size=5)(_events(pfnano, "eager"))
-    assert ak.to_list(small) == ak.to_list(eager)
-    # slicing events (including to nothing) keeps alignment
-    ev = _events(pfnano, "eager")
-    assert ak.to_list(tagger(ev[3:7])) == ak.to_list(eager[3:7])
-    empty = tagger(ev[5:5])
+    ref = ak.to_list(tagger(eager))
+    assert ak.to_list(tagger(_events(pfnano, "virtual"))) == ref
+    dask_scores = tagger(_events(pfnano, "dask", steps_per_file=3))
+    assert isinstance(dask_scores, dak.Array) and dask_scores.npartitions == 3
+    assert ak.to_list(dask_scores.compute()) == ref
+    # a file chunk read on its own (coffea entry ranges) ...
+    assert ak.to_list(tagger(_events(pfnano, "eager", entry_start=3, entry_stop=7))) == ref[3:7]
+    # ... and chunks of various sizes, including empty ones
+    for bounds in ([0, 3, 7, 10], [0, 1, 2, 5, 5, 10], [0, 0, 10]):
+        pairs = list(itertools.pairwise(bounds))
+        parts = [tagger(eager[a:b]) for a, b in pairs]
+        assert [len(p) for p in parts] == [b - a for a, b in pairs]
+        assert ak.to_list(ak.concatenate(parts)) == ref
+    empty = tagger(eager[5:5])
     assert len(empty) == 0 and empty.fields == list(tagger.class_names)
+    # the batch size does not change the scores
+    assert ak.to_list(Tagger.load(d, batch_size=5)(eager)) == ref
 
 
-def test_dask_reads_only_needed_columns(model_dir, pfnano):
+def test_dask_reads_only_needed_columns(model_dir, pfnano, eager):
     import dask_awkward as dak
 
     d, *_ = model_dir
@@ -142,24 +141,26 @@ def test_dask_reads_only_needed_columns(model_dir, pfnano):
     assert "FatJet_msoftdrop" not in columns and "PFCands_puppiWeight" not in columns
     # attaching as a field keeps working lazily
     fatjets = ak.with_field(_events(pfnano, "dask").FatJet, scores.Xbb, "jettag_Xbb")
-    assert ak.to_list(fatjets.jettag_Xbb.compute()) == ak.to_list(tagger(_events(pfnano, "eager")).Xbb)
+    assert ak.to_list(fatjets.jettag_Xbb.compute()) == ak.to_list(tagger(eager).Xbb)
 
 
-def test_fatjet_collection_input(model_dir, pfnano):
+def test_fatjet_collection_input(model_dir, eager):
     d, *_ = model_dir
     tagger = Tagger.load(d)
-    ev = _events(pfnano, "eager")
+    ev = eager
     assert ak.to_list(tagger(ev.FatJet)) == ak.to_list(tagger(ev))
     with pytest.raises(ValueError, match="selection"):
         tagger(ev.FatJet[ev.FatJet.pt > 400])
 
 
-def test_inputs_layout(model_dir, pfnano):
-    d, pp, *_ = model_dir
+def test_inputs_layout(model_dir, pfnano, eager):
+    d, *_ = model_dir
     tagger = Tagger.load(d)
-    x = tagger.inputs(_events(pfnano, "eager"))
+    x = tagger.inputs(eager)
     assert x["pf_features"].shape == (24, 25, 100) and x["pf_features"].dtype == np.float32
     assert x["sv_mask"].shape == (24, 1, 7)
     n_pf = read_branches(pfnano, ["FatJetPFCands_jetIdx"])["FatJetPFCands_jetIdx"]
-    counts = [int(np.sum(idx == j)) for idx in n_pf for j in range(int(idx.max()) + 1 if len(idx) else 0)]
+    counts = [
+        int(np.sum(idx == j)) for idx in n_pf for j in range(int(idx.max()) + 1 if len(idx) else 0)
+    ]
     assert list(x["pf_mask"][:, 0].sum(axis=1).astype(int)) == [min(c, 100) for c in counts]

@@ -124,15 +124,36 @@ def _add_tag(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("files", nargs="+", type=Path, metavar="FILE.root", help="input ROOT files")
     p.add_argument(
-        "--model", required=True, action="append", type=Path, metavar="DIR",
+        "--model",
+        required=True,
+        action="append",
+        type=Path,
+        metavar="DIR",
         help="model directory (repeat for several taggers); the tagger is named after DIR",
     )
     p.add_argument("--out", required=True, type=Path, help="output friend ROOT file")
     p.add_argument("--tree", default="Events", help="input tree name (default Events)")
-    p.add_argument("--step-size", type=_positive_int, default=20_000, help="events per chunk (default 20000)")
-    p.add_argument("--batch-size", type=_positive_int, default=1024, help="jets per inference call (default 1024)")
-    p.add_argument("--threads", type=_positive_int, default=None, help="onnxruntime threads (default: all cores)")
-    p.add_argument("--device", choices=["cpu", "cuda", "auto"], default="cpu", help="execution provider (default cpu)")
+    p.add_argument(
+        "--step-size", type=_positive_int, default=20_000, help="events per chunk (default 20000)"
+    )
+    p.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=1024,
+        help="jets per inference call (default 1024)",
+    )
+    p.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=None,
+        help="onnxruntime threads (default: all cores)",
+    )
+    p.add_argument(
+        "--device",
+        choices=["cpu", "cuda", "auto"],
+        default="cpu",
+        help="execution provider (default cpu)",
+    )
     p.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
 
 
@@ -144,12 +165,19 @@ def _run_tag(args: argparse.Namespace) -> int:
     for model_dir in args.model:
         try:
             taggers.append(
-                Tagger.load(model_dir, batch_size=args.batch_size, threads=args.threads, device=args.device)
+                Tagger.load(
+                    model_dir, batch_size=args.batch_size, threads=args.threads, device=args.device
+                )
             )
         except (ModelValidationError, PreprocessError, UnknownFeatureError) as err:
             raise UserError(f"model {model_dir}: {err}") from None
     summary = tag_files(
-        taggers, args.files, args.out, tree=args.tree, step_size=args.step_size, progress=not args.no_progress
+        taggers,
+        args.files,
+        args.out,
+        tree=args.tree,
+        step_size=args.step_size,
+        progress=not args.no_progress,
     )
     print(summary.describe())
     return 0

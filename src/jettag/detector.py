@@ -42,7 +42,10 @@ calorimeter acceptance  abs(eta) < 3 (ECAL/HCAL), E > 0.3 (photon),
                         1.0 (neutral hadron), 1.0 GeV (HF)
 electron ID             tracked electrons with pT > 2 GeV              85% (83%)
 muon ID (loose)         tracked muons, pT > 3 GeV, abs(eta) < 2.4      98% (96%)
-fake muons              tracked charged hadrons with pT > 3 GeV        0.2% (0.25%)
+fake muons              tracked charged hadrons, pT > 3 GeV: punch-    0.05% (0.06%)
+                        through, plus pi/K decays in flight within     50%
+                        130 cm, P = eff x BR(mu) x (1 - exp(-L m /
+                        (p c tau)))
 soft muon ID            abs(dxy) < 0.3 cm, abs(dz) < 20 cm, extra eff. 99% (98.5%)
 ======================  =============================================  ==========================
 
@@ -173,7 +176,13 @@ class DetectorResponse:
     muon_min_pt: float = _p(3.0, "muon threshold", "GeV")
     muon_eta_max: float = _p(2.4, "muon acceptance, abs(eta) <")
     muon_id_eff: float = _p(0.98, "loose muon ID efficiency (tracked true muons)")
-    fake_muon_prob: float = _p(0.002, "P(charged hadron track above threshold -> muon)")
+    fake_muon_punch_through: float = _p(
+        5e-4, "P(charged hadron track above threshold -> muon) by punch-through"
+    )
+    fake_muon_decay_length: float = _p(
+        130.0, "pi/K decays in flight before this distance give a muon", "cm"
+    )
+    fake_muon_dif_id_eff: float = _p(0.5, "muon ID efficiency of a decay in flight (kink)")
     fake_muon_min_pt: float = _p(3.0, "fake-muon threshold", "GeV")
     soft_id_eff: float = _p(0.99, "extra soft-ID efficiency on top of its dxy/dz cuts")
     soft_id_max_dxy: float = _p(0.3, "soft ID abs(dxy) <", "cm")
@@ -234,13 +243,32 @@ DATA_RESPONSE = dataclasses.replace(
     hcal_scale=1.02,
     electron_id_eff=0.83,
     muon_id_eff=0.96,
-    fake_muon_prob=0.0025,
+    fake_muon_punch_through=6e-4,
     soft_id_eff=0.985,
     sv_eff_plateau=0.92,
     sv_res_perp=MC_RESPONSE.sv_res_perp * 1.25,
 )
 
 RESPONSES: dict[str, DetectorResponse] = {"mc": MC_RESPONSE, "data": DATA_RESPONSE}
+
+
+#: (mass GeV, c tau cm, branching fraction into a muon) of pi+- and K+-
+_DECAY_IN_FLIGHT = {211: (0.13957, 780.45, 0.9999), 321: (0.49368, 371.2, 0.6356 + 0.0335)}
+
+
+def fake_muon_probability(abs_pdg: np.ndarray, p: np.ndarray, r: DetectorResponse) -> np.ndarray:
+    """P(a tracked charged hadron of momentum ``p`` is identified as a muon).
+
+    Punch-through (flat) plus decays in flight of pions and kaons before
+    ``fake_muon_decay_length``, times the ID efficiency of such kinked tracks:
+    the rate falls like 1/p, as measured fake rates do.
+    """
+    prob = np.full(len(p), r.fake_muon_punch_through)
+    p = np.maximum(p, 1e-3)
+    for pdg, (mass, ctau, br) in _DECAY_IN_FLIGHT.items():
+        decays = -np.expm1(-r.fake_muon_decay_length * mass / (p * ctau))
+        prob = np.where(abs_pdg == pdg, prob + r.fake_muon_dif_id_eff * br * decays, prob)
+    return prob
 
 
 def detector_table(responses: dict[str, DetectorResponse] | None = None) -> str:
@@ -589,7 +617,7 @@ def simulate(
         & (absid != 11)
         & (pt_track > r.fake_muon_min_pt)
         & (abseta < r.muon_eta_max)
-        & (u_fake < r.fake_muon_prob)
+        & (u_fake < fake_muon_probability(absid, pt_track * np.cosh(eta), r))
     )
     pf_muon = true_mu | fake_mu
     pf_electron = (

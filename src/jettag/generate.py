@@ -166,6 +166,10 @@ def simulate_chunk(
         "genWeight": np.concatenate(weights).astype(np.float32),
         "PV_npvs": np.ones(n_events, np.int32),
         "PV_npvsGood": np.ones(n_events, np.int32),
+        # the simulated primary vertex sits at the origin (Pythia's default)
+        "PV_x": np.zeros(n_events, np.float32),
+        "PV_y": np.zeros(n_events, np.float32),
+        "PV_z": np.zeros(n_events, np.float32),
     }
     return ChunkResult(
         index=index,

@@ -84,6 +84,9 @@ EVENT_BRANCHES: dict[str, str] = {
     "genWeight": F4,
     "PV_npvs": I4,
     "PV_npvsGood": I4,
+    "PV_x": F4,
+    "PV_y": F4,
+    "PV_z": F4,
 }
 
 #: What pseudo-data files leave out: generator truth.

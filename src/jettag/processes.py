@@ -59,6 +59,15 @@ _WIDE_X_PLUS_JET = (
     "25:onMode = off",
 )
 
+# Heavy X (250 GeV) decays fit in one R=0.8 jet only above pT ~ 2m/R = 600 GeV:
+# the x* samples are pT-hat biased so that every mass is covered by contained
+# decays; their genWeight undoes the bias.
+_X_PT_BIAS = (
+    "PhaseSpace:bias2Selection = on",
+    "PhaseSpace:bias2SelectionPow = 4.",
+    "PhaseSpace:bias2SelectionRef = 250.",
+)
+
 _QCD = ("HardQCD:all = on", "PhaseSpace:pTHatMin = 200.")
 
 # pT-hat biased sampling (flattens the steeply falling spectrum); the event
@@ -100,6 +109,9 @@ class Process:
     event_filter: str | None = None
     #: PDG id of the hard resonance whose decay labels the signal jet
     resonance: int | None = None
+    #: fraction of events generated with every weakly decaying B hadron forced
+    #: into its decay channels with a muon (see ``jettag.pythia``); 0 = natural
+    forced_muon_fraction: float = 0.0
 
     def pythia_settings(self, tune: str) -> tuple[str, ...]:
         """Every Pythia setting for this process under ``tune``."""
@@ -125,18 +137,21 @@ PROCESSES: dict[str, Process] = {
         "xbb",
         "wide spin-0 X(30-270 GeV ->bb)+jet, pT-hat > 250 GeV",
         (*_WIDE_X_PLUS_JET, "25:onIfAny = 5"),
+        bias=_X_PT_BIAS,
         resonance=25,
     ),
     "xcc": Process(
         "xcc",
         "wide spin-0 X(30-270 GeV ->cc)+jet, pT-hat > 250 GeV",
         (*_WIDE_X_PLUS_JET, "25:onIfAny = 4"),
+        bias=_X_PT_BIAS,
         resonance=25,
     ),
     "xqq": Process(
         "xqq",
         "wide spin-0 X(30-270 GeV ->uu,dd,ss)+jet, pT-hat > 250 GeV",
         (*_WIDE_X_PLUS_JET, "25:onIfAny = 1 2 3"),
+        bias=_X_PT_BIAS,
         resonance=25,
     ),
     "gbb_mu": Process(
@@ -145,6 +160,7 @@ PROCESSES: dict[str, Process] = {
         _QCD,
         bias=_PTHAT_BIAS,
         event_filter="fatjet_muon5",
+        forced_muon_fraction=0.8,
     ),
 }
 

@@ -15,16 +15,34 @@ daughter1, daughter2`` (Pythia indices), ``px, py, pz, e, mass`` (GeV),
 lifetime, mm/c).
 
 Event-level fields: ``weight`` (the generator weight).
+
+Forced semileptonic B decays (``Process.forced_muon_fraction = q > 0``): a
+fraction q of each batch comes from a second Pythia in which every weakly
+decaying B hadron may only decay through its channels with a muon, the rest
+from the natural Pythia. This is a two-component importance sampling, made
+exact by the balance-heuristic weight, a function of the event alone:
+
+    w = 1 / (q * A / prod_i BR_mu(B_i) + (1 - q)),
+
+where A = 1 if every weakly decaying B hadron B_i of the event decayed
+through a muon channel (a direct muon daughter), else 0, and BR_mu is the
+natural branching fraction into those channels (events without B hadrons have
+A = 1 and an empty product: w = 1). Weighted distributions equal
+the natural ones; unweighted, the sample is rich in muons from b decays.
 """
 
 from __future__ import annotations
 
 import awkward as ak
+import numba
 import numpy as np
 
 from jettag.processes import Process
 
-__all__ = ["PythiaSource", "pythia_seed", "to_particle_table"]
+__all__ = ["WEAK_B_HADRONS", "PythiaSource", "forced_decay_weights", "pythia_seed", "to_particle_table"]
+
+#: Weakly decaying B hadrons (their antiparticles share the decay table).
+WEAK_B_HADRONS: tuple[int, ...] = (511, 521, 531, 541, 5122, 5132, 5232, 5332)
 
 #: Pythia accepts seeds in [1, 900_000_000].
 _MAX_PYTHIA_SEED = 900_000_000
@@ -66,6 +84,82 @@ def to_particle_table(batch: ak.Array) -> ak.Array:
     return ak.Array({"particles": table, "weight": weight})
 
 
+def _muon_channel_fractions(pythia) -> dict[int, float]:
+    """Natural branching fraction of each weak B hadron into channels with a muon."""
+    fractions = {}
+    for pdg in WEAK_B_HADRONS:
+        entry = pythia.particleData.particleDataEntryPtr(pdg)
+        total = with_muon = 0.0
+        for i in range(entry.sizeChannels()):
+            channel = entry.channel(i)
+            total += channel.bRatio()
+            if any(abs(channel.product(k)) == 13 for k in range(channel.multiplicity())):
+                with_muon += channel.bRatio()
+        if total > 0 and with_muon > 0:
+            fractions[pdg] = with_muon / total
+    return fractions
+
+
+@numba.njit(cache=True)
+def _forced_weight_kernel(pdg, status, daughter1, daughter2, offsets, br_ids, br_values, q, out):
+    for ev in range(len(offsets) - 1):
+        start = offsets[ev]
+        stop = offsets[ev + 1]
+        all_muonic = True
+        product = 1.0
+        for i in range(start, stop):
+            a = abs(pdg[i])
+            k = -1
+            for j in range(len(br_ids)):
+                if br_ids[j] == a:
+                    k = j
+            if k < 0 or status[i] > 0:
+                continue
+            # a weakly decaying B hadron that decayed: was it through a muon channel?
+            d1 = daughter1[i]
+            d2 = daughter2[i]
+            if d1 <= 0:
+                continue
+            if d2 < d1:
+                d2 = d1
+            has_b_daughter = False
+            muonic = False
+            for d in range(d1, d2 + 1):
+                ad = abs(pdg[start + d])
+                if ad == 13:
+                    muonic = True
+                for j in range(len(br_ids)):
+                    if br_ids[j] == ad:
+                        has_b_daughter = True
+            if has_b_daughter:
+                continue  # B0 <-> B0bar mixing step, not the decay
+            product *= br_values[k]
+            if not muonic:
+                all_muonic = False
+        if all_muonic:  # vacuously true without B hadrons: then w = 1
+            out[ev] = 1.0 / (q / product + (1.0 - q))
+        else:
+            out[ev] = 1.0 / (1.0 - q)
+
+
+def forced_decay_weights(particles: ak.Array, fractions: dict[int, float], q: float) -> np.ndarray:
+    """The balance-heuristic weight of each event of a forced-decay mixture (see module doc)."""
+    counts = ak.to_numpy(ak.num(particles))
+    offsets = np.zeros(len(counts) + 1, np.int64)
+    np.cumsum(counts, out=offsets[1:])
+
+    def flat(name: str) -> np.ndarray:
+        return np.asarray(ak.to_numpy(ak.flatten(particles[name])), np.int64)
+
+    ids = np.array(sorted(fractions), np.int64)
+    values = np.array([fractions[i] for i in sorted(fractions)], np.float64)
+    out = np.ones(len(counts), np.float64)
+    _forced_weight_kernel(
+        flat("pdgId"), flat("status"), flat("daughter1"), flat("daughter2"), offsets, ids, values, q, out
+    )
+    return out
+
+
 class PythiaSource:
     """One initialised Pythia generator for a process, tune and seed."""
 
@@ -75,22 +169,36 @@ class PythiaSource:
         self.process = process
         self.tune = tune
         self.seed = seed
-        self._pythia = pythia8mc.Pythia("", False)
-        settings = (
-            *process.pythia_settings(tune),
-            *extra_settings,
-            "Random:setSeed = on",
-            f"Random:seed = {seed}",
-        )
-        for line in settings:
-            if not self._pythia.readString(line):
+        settings = (*process.pythia_settings(tune), *extra_settings)
+        self._pythia = self._start(pythia8mc, settings, seed)
+        self._forced = None
+        self.forced_fraction = process.forced_muon_fraction
+        if self.forced_fraction > 0:
+            self.muon_fractions = _muon_channel_fractions(self._pythia)
+            forcing = [f"{pdg}:{s}" for pdg in self.muon_fractions for s in ("onMode = off", "onIfAny = 13")]
+            forced_seed = pythia_seed(np.random.SeedSequence([seed, 13]))
+            self._forced = self._start(pythia8mc, (*settings, *forcing), forced_seed)
+
+    def _start(self, pythia8mc, settings: tuple[str, ...], seed: int):
+        pythia = pythia8mc.Pythia("", False)
+        for line in (*settings, "Random:setSeed = on", f"Random:seed = {seed}"):
+            if not pythia.readString(line):
                 raise RuntimeError(f"Pythia rejected the setting {line!r}")
-        if not self._pythia.init():
-            raise RuntimeError(f"Pythia failed to initialise for process {process.name!r}")
+        if not pythia.init():
+            raise RuntimeError(f"Pythia failed to initialise for process {self.process.name!r}")
+        return pythia
 
     def next_batch(self, n_events: int) -> ak.Array:
         """Generate ``n_events`` events; returns ``{particles, weight}`` records."""
-        return to_particle_table(self._pythia.nextBatch(n_events))
+        if self._forced is None:
+            return to_particle_table(self._pythia.nextBatch(n_events))
+        n_forced = round(self.forced_fraction * n_events)
+        parts = [to_particle_table(self._forced.nextBatch(n_forced))] if n_forced else []
+        if n_events - n_forced:
+            parts.append(to_particle_table(self._pythia.nextBatch(n_events - n_forced)))
+        batch = ak.concatenate(parts) if len(parts) > 1 else parts[0]
+        decay_weight = forced_decay_weights(batch["particles"], self.muon_fractions, self.forced_fraction)
+        return ak.with_field(batch, batch["weight"] * decay_weight, "weight")
 
     def raw_batch(self, n_events: int) -> ak.Array:
         """Pythia's own ``nextBatch`` output, untouched (for benchmarks)."""

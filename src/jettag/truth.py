@@ -91,14 +91,14 @@ def _heavy_flags_kernel(pdg, status, mother1, offsets, out_b, out_c):
             if is_c[i] and not has_c_child[local]:
                 # walk up the ancestry: a C hadron from a B decay does not count
                 m = mother1[i]
+                child = local
                 from_b = False
-                steps = 0
-                while m > 0 and steps < 200:
+                while 0 < m < child:
                     if is_b[start + m]:
                         from_b = True
                         break
+                    child = m
                     m = mother1[start + m]
-                    steps += 1
                 out_c[i] = not from_b
 
 
@@ -230,11 +230,11 @@ def _prune_kernel(pdg, status, mother1, px, py, offsets, is_b, is_c, lepton_pt_m
             if keep[i]:
                 # prompt: no hadron among the ancestors
                 m = mother1[i]
-                steps = 0
+                child = i - start
                 prompt = True
                 direct_hadron = False
                 first = True
-                while m > 0 and steps < 500:
+                while 0 < m < child:
                     am = abs(pdg[start + m])
                     if am > 100 and (am // 10) % 10 != 0 and (am // 100) % 10 != 0:
                         prompt = False
@@ -242,8 +242,8 @@ def _prune_kernel(pdg, status, mother1, px, py, offsets, is_b, is_c, lepton_pt_m
                             direct_hadron = True
                         break
                     first = False
+                    child = m
                     m = mother1[start + m]
-                    steps += 1
                 if prompt:
                     f |= _IS_PROMPT
                 if direct_hadron:
@@ -252,24 +252,29 @@ def _prune_kernel(pdg, status, mother1, px, py, offsets, is_b, is_c, lepton_pt_m
 
 
 @numba.njit(cache=True)
-def _mother_kernel(mother1, offsets, keep, new_index, out_mother):
-    """Index of the nearest kept ancestor, in the pruned list (-1 if none)."""
+def _mother_kernel(mother1, offsets, keep, kept_position, new_index, out_mother):
+    """Index of the nearest kept ancestor, in the pruned list (-1 if none).
+
+    The walk follows ``mother1`` towards lower record indices only: in Pythia's
+    record the incoming partons point forward into the initial-state shower,
+    which is not an ancestry to follow.
+    """
     for ev in range(len(offsets) - 1):
         start = offsets[ev]
         stop = offsets[ev + 1]
         for i in range(start, stop):
             if not keep[i]:
                 continue
+            child = i - start
             m = mother1[i]
-            steps = 0
             found = -1
-            while m > 0 and steps < 500:
+            while 0 < m < child:
                 if keep[start + m]:
                     found = new_index[start + m]
                     break
+                child = m
                 m = mother1[start + m]
-                steps += 1
-            out_mother[new_index[i]] = found
+            out_mother[kept_position[i]] = found
 
 
 def gen_particles(particles: ak.Array, lepton_pt_min: float = 3.0) -> ak.Array:
@@ -316,7 +321,7 @@ def gen_particles(particles: ak.Array, lepton_pt_min: float = 3.0) -> ak.Array:
     global_rank = np.cumsum(keep) - 1
     new_index = np.where(keep, global_rank - kept_offsets[event_of], -1)
     mothers = np.full(int(keep.sum()), -1, np.int64)
-    _mother_kernel(mother1, offsets, keep, new_index, mothers)
+    _mother_kernel(mother1, offsets, keep, global_rank, new_index, mothers)
     eta, phi = _eta_phi(px[keep], py[keep], pz[keep])
     st = status[keep]
     nano_status = np.where(st > 0, 1, np.where(np.abs(st) >= 81, 2, np.abs(st)))

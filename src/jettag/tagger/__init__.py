@@ -20,7 +20,13 @@ from jettag.tagger.features import (
     known_features,
     register_feature,
 )
-from jettag.tagger.preprocess import InputBlock, PreprocessConfig, PreprocessError, VarInfo, load_preprocess
+from jettag.tagger.preprocess import (
+    InputBlock,
+    PreprocessConfig,
+    PreprocessError,
+    VarInfo,
+    load_preprocess,
+)
 from jettag.tagger.session import ModelValidationError, session_stats
 from jettag.tagger.tagger import Tagger
 

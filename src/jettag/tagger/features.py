@@ -126,7 +126,9 @@ def _split_column(column: str) -> tuple[str, str]:
     if not sep or not coll or not field:
         raise ValueError(f"column {column!r} must read 'Collection.field'")
     if coll not in _COLLECTION_LEVEL:
-        raise ValueError(f"column {column!r}: unknown collection {coll!r} (known: {sorted(_COLLECTION_LEVEL)})")
+        raise ValueError(
+            f"column {column!r}: unknown collection {coll!r} (known: {sorted(_COLLECTION_LEVEL)})"
+        )
     return coll, field
 
 
@@ -226,7 +228,9 @@ def _eta_sign(c: FeatureContext) -> np.ndarray:
 
 def _delta_phi(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     d = np.asarray(a, dtype=np.float32) - np.asarray(b, dtype=np.float32)
-    return (np.mod(d + np.float32(np.pi), np.float32(2 * np.pi)) - np.float32(np.pi)).astype(np.float32)
+    return (np.mod(d + np.float32(np.pi), np.float32(2 * np.pi)) - np.float32(np.pi)).astype(
+        np.float32
+    )
 
 
 def _energy(pt: np.ndarray, eta: np.ndarray, mass: np.ndarray) -> np.ndarray:
@@ -244,7 +248,9 @@ def _log(x: np.ndarray) -> np.ndarray:
         return np.log(x)
 
 
-def _reg(name: str, func: Callable[[FeatureContext], np.ndarray], doc: str, level: str | None = None) -> None:
+def _reg(
+    name: str, func: Callable[[FeatureContext], np.ndarray], doc: str, level: str | None = None
+) -> None:
     register_feature(name, func, doc=doc, level=level)
 
 
@@ -253,61 +259,128 @@ def _pf(field: str) -> Callable[[FeatureContext], np.ndarray]:
 
 
 # --------------------------------------------------------------------------- pfcand_*
-_reg("pfcand_mask", lambda c: np.ones_like(c["FatJetPFCands.jetIdx"], dtype=np.float32),
-     "1 for each PF candidate of the jet (pad slots: 0)", level="pfcand")
+_reg(
+    "pfcand_mask",
+    lambda c: np.ones_like(c["FatJetPFCands.jetIdx"], dtype=np.float32),
+    "1 for each PF candidate of the jet (pad slots: 0)",
+    level="pfcand",
+)
 _reg("pfcand_pt_log_nopuppi", lambda c: _log(c["PFCands.pt"]), "log(pt)")
-_reg("pfcand_e_log_nopuppi",
-     lambda c: _log(_energy(c["PFCands.pt"], c["PFCands.eta"], c["PFCands.mass"])),
-     "log(E), E = sqrt((pt cosh eta)^2 + m^2)")
-_reg("pfcand_pt_log", lambda c: _log(c["PFCands.pt"] * c["PFCands.puppiWeight"]), "log(puppiWeight * pt)")
-_reg("pfcand_e_log",
-     lambda c: _log(c["PFCands.puppiWeight"] * _energy(c["PFCands.pt"], c["PFCands.eta"], c["PFCands.mass"])),
-     "log(puppiWeight * E)")
-_reg("pfcand_ptrel_log", lambda c: _log(c["PFCands.pt"] * c["PFCands.puppiWeight"] / c["FatJet.pt"]),
-     "log(puppiWeight * pt / jet pt)")
-_reg("pfcand_etarel", lambda c: _eta_sign(c) * (c["PFCands.eta"] - c["FatJet.eta"]),
-     "sign(jet eta) * (eta - jet eta), sign = +1 if jet eta > 0 else -1")
-_reg("pfcand_phirel", lambda c: _delta_phi(c["PFCands.phi"], c["FatJet.phi"]),
-     "phi - jet phi, wrapped into [-pi, pi)")
-_reg("pfcand_deltaR",
-     lambda c: np.hypot(c["PFCands.eta"] - c["FatJet.eta"], _delta_phi(c["PFCands.phi"], c["FatJet.phi"])),
-     "sqrt(deta^2 + dphi^2) to the jet axis")
+_reg(
+    "pfcand_e_log_nopuppi",
+    lambda c: _log(_energy(c["PFCands.pt"], c["PFCands.eta"], c["PFCands.mass"])),
+    "log(E), E = sqrt((pt cosh eta)^2 + m^2)",
+)
+_reg(
+    "pfcand_pt_log",
+    lambda c: _log(c["PFCands.pt"] * c["PFCands.puppiWeight"]),
+    "log(puppiWeight * pt)",
+)
+_reg(
+    "pfcand_e_log",
+    lambda c: _log(
+        c["PFCands.puppiWeight"] * _energy(c["PFCands.pt"], c["PFCands.eta"], c["PFCands.mass"])
+    ),
+    "log(puppiWeight * E)",
+)
+_reg(
+    "pfcand_ptrel_log",
+    lambda c: _log(c["PFCands.pt"] * c["PFCands.puppiWeight"] / c["FatJet.pt"]),
+    "log(puppiWeight * pt / jet pt)",
+)
+_reg(
+    "pfcand_etarel",
+    lambda c: _eta_sign(c) * (c["PFCands.eta"] - c["FatJet.eta"]),
+    "sign(jet eta) * (eta - jet eta), sign = +1 if jet eta > 0 else -1",
+)
+_reg(
+    "pfcand_phirel",
+    lambda c: _delta_phi(c["PFCands.phi"], c["FatJet.phi"]),
+    "phi - jet phi, wrapped into [-pi, pi)",
+)
+_reg(
+    "pfcand_deltaR",
+    lambda c: np.hypot(
+        c["PFCands.eta"] - c["FatJet.eta"], _delta_phi(c["PFCands.phi"], c["FatJet.phi"])
+    ),
+    "sqrt(deta^2 + dphi^2) to the jet axis",
+)
 _reg("pfcand_abseta", lambda c: np.abs(c["PFCands.eta"]), "|eta|")
 _reg("pfcand_charge", _pf("charge"), "electric charge")
-for _flag, _pdg in (("isEl", 11), ("isMu", 13), ("isGamma", 22), ("isChargedHad", 211), ("isNeutralHad", 130)):
-    _reg(f"pfcand_{_flag}", lambda c, p=_pdg: (np.abs(c["PFCands.pdgId"]) == p).astype(np.float32),
-         f"|pdgId| == {_pdg}")
+for _flag, _pdg in (
+    ("isEl", 11),
+    ("isMu", 13),
+    ("isGamma", 22),
+    ("isChargedHad", 211),
+    ("isNeutralHad", 130),
+):
+    _reg(
+        f"pfcand_{_flag}",
+        lambda c, p=_pdg: (np.abs(c["PFCands.pdgId"]) == p).astype(np.float32),
+        f"|pdgId| == {_pdg}",
+    )
 _reg("pfcand_VTX_ass", _pf("pvAssocQuality"), "PV association quality (pvAssocQuality)")
 _reg("pfcand_lostInnerHits", _pf("lostInnerHits"), "lost inner hits of the track")
-_reg("pfcand_normchi2",
-     lambda c: np.floor(np.where(c["PFCands.trkChi2"] == -1, 999, c["PFCands.trkChi2"])).astype(np.float32),
-     "floor(track chi2/ndof); 999 without a track (trkChi2 == -1)")
+_reg(
+    "pfcand_normchi2",
+    lambda c: np.floor(np.where(c["PFCands.trkChi2"] == -1, 999, c["PFCands.trkChi2"])).astype(
+        np.float32
+    ),
+    "floor(track chi2/ndof); 999 without a track (trkChi2 == -1)",
+)
 _reg("pfcand_quality", _pf("trkQuality"), "track quality mask (trkQuality)")
 _reg("pfcand_dz", _pf("dz"), "longitudinal impact parameter dz [cm], with sign")
-_reg("pfcand_dzsig", lambda c: _safe_div(c["PFCands.dz"], c["PFCands.dzErr"]), "dz / dzErr (0 if dzErr <= 0)")
+_reg(
+    "pfcand_dzsig",
+    lambda c: _safe_div(c["PFCands.dz"], c["PFCands.dzErr"]),
+    "dz / dzErr (0 if dzErr <= 0)",
+)
 _reg("pfcand_dxy", _pf("d0"), "transverse impact parameter d0 [cm], with sign")
-_reg("pfcand_dxysig", lambda c: _safe_div(c["PFCands.d0"], c["PFCands.d0Err"]), "d0 / d0Err (0 if d0Err <= 0)")
+_reg(
+    "pfcand_dxysig",
+    lambda c: _safe_div(c["PFCands.d0"], c["PFCands.d0Err"]),
+    "d0 / d0Err (0 if d0Err <= 0)",
+)
 _reg("pfcand_puppiw", _pf("puppiWeight"), "PUPPI weight")
 for _btag in ("EtaRel", "PtRatio", "PParRatio", "Sip3dVal", "Sip3dSig", "JetDistVal"):
-    _reg(f"pfcand_btag{_btag}", lambda c, b=_btag: c[f"FatJetPFCands.btag{b}"],
-         f"FatJetPFCands_btag{_btag} (track b-tag feature w.r.t. the jet, as PFNano stores it)")
+    _reg(
+        f"pfcand_btag{_btag}",
+        lambda c, b=_btag: c[f"FatJetPFCands.btag{b}"],
+        f"FatJetPFCands_btag{_btag} (track b-tag feature w.r.t. the jet, as PFNano stores it)",
+    )
 _reg("pfcand_px", lambda c: c["PFCands.pt"] * np.cos(c["PFCands.phi"]), "pt cos(phi)")
 _reg("pfcand_py", lambda c: c["PFCands.pt"] * np.sin(c["PFCands.phi"]), "pt sin(phi)")
 _reg("pfcand_pz", lambda c: c["PFCands.pt"] * np.sinh(c["PFCands.eta"]), "pt sinh(eta)")
-_reg("pfcand_energy", lambda c: _energy(c["PFCands.pt"], c["PFCands.eta"], c["PFCands.mass"]),
-     "sqrt((pt cosh eta)^2 + m^2)")
+_reg(
+    "pfcand_energy",
+    lambda c: _energy(c["PFCands.pt"], c["PFCands.eta"], c["PFCands.mass"]),
+    "sqrt((pt cosh eta)^2 + m^2)",
+)
 
 # --------------------------------------------------------------------------- sv_*
-_reg("sv_mask", lambda c: np.ones_like(c["FatJetSVs.jetIdx"], dtype=np.float32),
-     "1 for each SV of the jet (pad slots: 0)", level="sv")
+_reg(
+    "sv_mask",
+    lambda c: np.ones_like(c["FatJetSVs.jetIdx"], dtype=np.float32),
+    "1 for each SV of the jet (pad slots: 0)",
+    level="sv",
+)
 _reg("sv_pt_log", lambda c: _log(c["FatJetSVs.pt"]), "log(SV pt)")
 _reg("sv_mass", lambda c: c["FatJetSVs.mass"], "SV mass")
-_reg("sv_etarel", lambda c: _eta_sign(c) * (c["SV.eta"] - c["FatJet.eta"]),
-     "sign(jet eta) * (SV eta - jet eta), sign = +1 if jet eta > 0 else -1")
-_reg("sv_phirel", lambda c: _delta_phi(c["SV.phi"], c["FatJet.phi"]), "SV phi - jet phi, wrapped into [-pi, pi)")
-_reg("sv_deltaR",
-     lambda c: np.hypot(c["SV.eta"] - c["FatJet.eta"], _delta_phi(c["SV.phi"], c["FatJet.phi"])),
-     "sqrt(deta^2 + dphi^2) to the jet axis")
+_reg(
+    "sv_etarel",
+    lambda c: _eta_sign(c) * (c["SV.eta"] - c["FatJet.eta"]),
+    "sign(jet eta) * (SV eta - jet eta), sign = +1 if jet eta > 0 else -1",
+)
+_reg(
+    "sv_phirel",
+    lambda c: _delta_phi(c["SV.phi"], c["FatJet.phi"]),
+    "SV phi - jet phi, wrapped into [-pi, pi)",
+)
+_reg(
+    "sv_deltaR",
+    lambda c: np.hypot(c["SV.eta"] - c["FatJet.eta"], _delta_phi(c["SV.phi"], c["FatJet.phi"])),
+    "sqrt(deta^2 + dphi^2) to the jet axis",
+)
 _reg("sv_abseta", lambda c: np.abs(c["SV.eta"]), "|SV eta|")
 _reg("sv_ntracks", lambda c: c["FatJetSVs.ntracks"], "number of tracks of the SV")
 _reg("sv_normchi2", lambda c: c["FatJetSVs.normchi2"], "SV chi2/ndof")
@@ -315,11 +388,19 @@ _reg("sv_dxy", lambda c: c["FatJetSVs.dxy"], "2D flight distance [cm]")
 _reg("sv_dxysig", lambda c: c["FatJetSVs.dxysig"], "2D flight distance significance")
 _reg("sv_d3d", lambda c: c["FatJetSVs.d3d"], "3D flight distance [cm]")
 _reg("sv_d3dsig", lambda c: c["FatJetSVs.d3dsig"], "3D flight distance significance")
-_reg("sv_costhetasvpv", lambda c: c["FatJetSVs.costhetasvpv"], "cos of the angle between flight direction and SV momentum")
+_reg(
+    "sv_costhetasvpv",
+    lambda c: c["FatJetSVs.costhetasvpv"],
+    "cos of the angle between flight direction and SV momentum",
+)
 _reg("sv_px", lambda c: c["SV.pt"] * np.cos(c["SV.phi"]), "pt cos(phi)")
 _reg("sv_py", lambda c: c["SV.pt"] * np.sin(c["SV.phi"]), "pt sin(phi)")
 _reg("sv_pz", lambda c: c["SV.pt"] * np.sinh(c["SV.eta"]), "pt sinh(eta)")
-_reg("sv_energy", lambda c: _energy(c["SV.pt"], c["SV.eta"], c["SV.mass"]), "sqrt((pt cosh eta)^2 + m^2)")
+_reg(
+    "sv_energy",
+    lambda c: _energy(c["SV.pt"], c["SV.eta"], c["SV.mass"]),
+    "sqrt((pt cosh eta)^2 + m^2)",
+)
 
 # --------------------------------------------------------------------------- jet level
 for _f in ("pt", "eta", "phi", "mass", "msoftdrop", "n2b1", "n3b1", "tau1", "tau2", "tau3"):
@@ -327,5 +408,16 @@ for _f in ("pt", "eta", "phi", "mass", "msoftdrop", "n2b1", "n3b1", "tau1", "tau
 _reg("fj_abseta", lambda c: np.abs(c["FatJet.eta"]), "|jet eta|")
 _reg("fj_pt_log", lambda c: _log(c["FatJet.pt"]), "log(jet pt)")
 _reg("fj_rho", lambda c: 2 * _log(c["FatJet.msoftdrop"] / c["FatJet.pt"]), "2 ln(msoftdrop / pt)")
-_reg("fj_tau21", lambda c: _safe_div(c["FatJet.tau2"], c["FatJet.tau1"]), "tau2 / tau1 (0 if tau1 <= 0)")
-_reg("fj_tau32", lambda c: _safe_div(c["FatJet.tau3"], c["FatJet.tau2"]), "tau3 / tau2 (0 if tau2 <= 0)")
+_reg(
+    "fj_tau21",
+    lambda c: _safe_div(c["FatJet.tau2"], c["FatJet.tau1"]),
+    "tau2 / tau1 (0 if tau1 <= 0)",
+)
+_reg(
+    "fj_tau32",
+    lambda c: _safe_div(c["FatJet.tau3"], c["FatJet.tau2"]),
+    "tau3 / tau2 (0 if tau2 <= 0)",
+)
+
+BUILTIN_FEATURES: dict[str, Feature] = dict(FEATURES)
+"""The features jettag defines (re-created by name after unpickling; user ones travel by value)."""

@@ -53,7 +53,10 @@ def _open_tree(path: Path, tree: str, branches: Sequence[str]):
     except FileNotFoundError:
         raise _user_error(f"{path}: no such file") from None
     except Exception as err:
-        raise _user_error(f"{path}: not a readable ROOT file ({type(err).__name__}: {err})") from None
+        detail = " ".join(str(err).split())  # uproot's messages span lines; keep one
+        raise _user_error(
+            f"{path}: not a readable ROOT file ({type(err).__name__}: {detail})"
+        ) from None
     if tree not in f:
         f.close()
         raise _user_error(f"{path}: has no tree {tree!r}")
@@ -63,6 +66,16 @@ def _open_tree(path: Path, tree: str, branches: Sequence[str]):
         f.close()
         raise _user_error(f"{path}: missing branches the model needs: {', '.join(missing)}")
     return f, t
+
+
+def _make_tree(fout, name: str, jet_name: str, jets: ak.Array):
+    """A NanoAOD-style tree: counter ``nFatJet`` and branches ``FatJet_<field>``."""
+    return fout.mktree(
+        name,
+        {jet_name: jets.type.content},
+        counter_name=lambda counted: "n" + counted,
+        field_name=lambda outer, inner: f"{outer}_{inner}",
+    )
 
 
 def tag_files(
@@ -87,7 +100,9 @@ def tag_files(
         raise _user_error(f"taggers need distinct names, got {names}")
     jet_names = {t.collections.get(JET, JET) for t in taggers}
     if len(jet_names) != 1:
-        raise _user_error(f"all taggers must score the same jet collection, got {sorted(jet_names)}")
+        raise _user_error(
+            f"all taggers must score the same jet collection, got {sorted(jet_names)}"
+        )
     jet_name = jet_names.pop()
     counter = f"n{jet_name}"
     needed = list(dict.fromkeys(b for t in taggers for b in (counter, *t.branches)))
@@ -107,7 +122,7 @@ def tag_files(
         bar = tqdm(total=total, unit="ev", desc="jettag tag", leave=False)
     try:
         with uproot.recreate(tmp) as fout:
-            written = False
+            out_tree = None
             for (fin, t), path in zip(opened, paths, strict=True):
                 with fin:
                     for arrays in t.iterate(needed, step_size=step_size, library="ak"):
@@ -124,18 +139,16 @@ def tag_files(
                         if not np.array_equal(ak.to_numpy(ak.num(jets, axis=1)), counts):
                             raise _user_error(f"{path}: scores are misaligned with {counter}")
                         n_jets += int(counts.sum())
-                        if not written:
-                            fout[tree] = {jet_name: jets}
-                            written = True
-                        else:
-                            fout[tree].extend({jet_name: jets})
+                        if out_tree is None:
+                            out_tree = _make_tree(fout, tree, jet_name, jets)
+                        out_tree.extend({jet_name: jets})
                         if bar is not None:
                             bar.update(len(counts))
-            if not written:  # only empty inputs: an empty tree with the right branches
+            if out_tree is None:  # only empty inputs: an empty tree with the right branches
                 empty = ak.unflatten(
                     ak.zip({f: np.zeros(0, np.float32) for f in fields}), np.zeros(0, np.int64)
                 )
-                fout[tree] = {jet_name: empty}
+                _make_tree(fout, tree, jet_name, empty)
         os.replace(tmp, out)
     except BaseException:
         if tmp.exists():

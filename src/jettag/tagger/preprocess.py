@@ -62,7 +62,9 @@ class VarInfo:
     def from_json(cls, name: str, raw: Mapping[str, Any]) -> VarInfo:
         """Build from the json mapping; missing keys take weaver/CMSSW defaults."""
         if not isinstance(raw, Mapping):
-            raise PreprocessError(f"var_infos[{name!r}] must be a mapping, got {type(raw).__name__}")
+            raise PreprocessError(
+                f"var_infos[{name!r}] must be a mapping, got {type(raw).__name__}"
+            )
         known = {"median", "norm_factor", "replace_inf_value", "lower_bound", "upper_bound", "pad"}
         values: dict[str, float] = {}
         for key in known:

@@ -96,7 +96,9 @@ def get_session(model_bytes: bytes, digest: str, options: SessionOptions) -> ort
         if options.inter_op_threads is not None:
             so.inter_op_num_threads = options.inter_op_threads
         so.log_severity_level = 3
-        session = ort.InferenceSession(model_bytes, sess_options=so, providers=list(options.providers))
+        session = ort.InferenceSession(
+            model_bytes, sess_options=so, providers=list(options.providers)
+        )
         _SESSIONS[key] = session
         _STATS["created"] += 1
         return session
@@ -161,7 +163,9 @@ def validate_model(
     outputs = session.get_outputs()
     if isinstance(output, int):
         if not -len(outputs) <= output < len(outputs):
-            raise ModelValidationError(f"model.onnx has {len(outputs)} outputs; output index {output} is out of range")
+            raise ModelValidationError(
+                f"model.onnx has {len(outputs)} outputs; output index {output} is out of range"
+            )
         out = outputs[output]
     else:
         names = [o.name for o in outputs]
@@ -176,7 +180,9 @@ def validate_model(
     n_classes = len(config.output_names)
     oshape = list(out.shape)
     if len(oshape) not in (1, 2):
-        raise ModelValidationError(f"output {out.name!r} has rank {len(oshape)}; expected (batch, n_classes)")
+        raise ModelValidationError(
+            f"output {out.name!r} has rank {len(oshape)}; expected (batch, n_classes)"
+        )
     if len(oshape) == 1 and n_classes != 1:
         raise ModelValidationError(
             f"output {out.name!r} is (batch,) but preprocess.json lists {n_classes} output_names"

@@ -20,10 +20,11 @@ from typing import Any
 import awkward as ak
 import numpy as np
 
-from jettag.tagger.features import JET, LEVELS, Feature, Level, get_feature
+from jettag.tagger.features import BUILTIN_FEATURES, JET, LEVELS, Feature, Level, get_feature
 from jettag.tagger.padding import RowLayout, fill_padded, layout_rows, normalize
 from jettag.tagger.preprocess import InputBlock, PreprocessConfig, PreprocessError, load_preprocess
 from jettag.tagger.session import (
+    ModelValidationError,
     SessionOptions,
     get_session,
     model_digest,
@@ -57,13 +58,14 @@ class _Plan:
     targets: frozenset[str] = frozenset()  # levels whose target collection is read
 
     @classmethod
-    def build(cls, config: PreprocessConfig) -> _Plan:
+    def build(cls, config: PreprocessConfig, custom: Mapping[str, Feature] | None = None) -> _Plan:
+        custom = custom or {}
         blocks = []
         keys: dict[Key, None] = {(JET, _COUNTS): None}
         lengths: dict[str, int] = {}
         targets: set[str] = set()
         for block in config.inputs:
-            feats = tuple(get_feature(v) for v in block.var_names)
+            feats = tuple(custom[v] if v in custom else get_feature(v) for v in block.var_names)
             levels = {f.level for f in feats}
             if block.length is None:
                 if levels != {"jet"}:
@@ -198,7 +200,12 @@ def _normalized(bp: _BlockPlan, context: Mapping[str, np.ndarray], n_rows: int) 
         for i, (feat, info) in enumerate(zip(bp.features, bp.block.var_infos, strict=True)):
             raw = np.broadcast_to(feat(context), (n_rows,))
             out[i] = normalize(
-                raw, info.median, info.norm_factor, info.lower_bound, info.upper_bound, info.replace_inf_value
+                raw,
+                info.median,
+                info.norm_factor,
+                info.lower_bound,
+                info.upper_bound,
+                info.replace_inf_value,
             )
     return out
 
@@ -244,6 +251,10 @@ def _softmax(x: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
+def _is_raw(feature: Feature) -> bool:
+    return feature.name not in BUILTIN_FEATURES and feature.doc.startswith("the branch ")
+
+
 def _identifier(text: str) -> str:
     name = re.sub(r"\W+", "_", text).strip("_")
     return name if name and not name[0].isdigit() else f"m_{name}"
@@ -258,7 +269,11 @@ class _EventSource:
 
     def column(self, key: Key, num: Any) -> Any:
         coll, fld = key
-        arr = self.jets if coll == JET and self.jets is not None else self.events[self.names.get(coll, coll)]
+        arr = (
+            self.jets
+            if coll == JET and self.jets is not None
+            else self.events[self.names.get(coll, coll)]
+        )
         return num(arr, axis=1) if fld == _COUNTS else arr[fld]
 
 
@@ -328,7 +343,9 @@ class Tagger:
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         self.name = _identifier(name or default_name)
-        self.class_names = tuple(class_names) if class_names is not None else self.config.class_names
+        self.class_names = (
+            tuple(class_names) if class_names is not None else self.config.class_names
+        )
         if len(self.class_names) != len(self.config.output_names):
             raise ValueError(
                 f"class_names has {len(self.class_names)} names, the model {len(self.config.output_names)} outputs"
@@ -337,9 +354,15 @@ class Tagger:
         self.batch_size = int(batch_size)
         self.collections = dict(collections or {})
         self._digest = model_digest(self._model_bytes)
-        self._options = SessionOptions(providers=resolve_providers(device), intra_op_threads=threads)
+        self._options = SessionOptions(
+            providers=resolve_providers(device), intra_op_threads=threads
+        )
         self._plan = _Plan.build(self.config)
-        self._output_name, _ = validate_model(self._session(), self.config, output)
+        try:
+            session = self._session()
+        except Exception as err:  # onnxruntime's own errors (invalid graph, bad bytes)
+            raise ModelValidationError(f"onnxruntime cannot load the model: {err}") from None
+        self._output_name, _ = validate_model(session, self.config, output)
 
     @classmethod
     def load(cls, model_dir: str | Path, **kwargs: Any) -> Tagger:
@@ -386,10 +409,22 @@ class Tagger:
 
     # ------------------------------------------------------------------ pickling
     def __getstate__(self) -> dict[str, Any]:
-        return dict(self.__dict__)  # sessions live in the per-process cache, never here
+        # sessions live in the per-process cache, never here; built-in features are
+        # re-created by name on the worker, user-registered ones travel by value
+        # (cloudpickle, as dask uses, pickles their functions)
+        state = {k: v for k, v in self.__dict__.items() if k != "_plan"}
+        state["_custom_features"] = {
+            f.name: f
+            for bp in self._plan.blocks
+            for f in bp.features
+            if BUILTIN_FEATURES.get(f.name) is not f and not _is_raw(f)
+        }
+        return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        custom = state.pop("_custom_features", {})
         self.__dict__.update(state)
+        self._plan = _Plan.build(self.config, custom)
 
     def _session(self):
         return get_session(self._model_bytes, self._digest, self._options)
@@ -454,7 +489,9 @@ class Tagger:
             return
         jets = source.events[self.collections.get(JET, JET)]
         same = len(jets) == len(source.jets) and bool(
-            np.array_equal(ak.to_numpy(ak.num(jets, axis=1)), ak.to_numpy(ak.num(source.jets, axis=1)))
+            np.array_equal(
+                ak.to_numpy(ak.num(jets, axis=1)), ak.to_numpy(ak.num(source.jets, axis=1))
+            )
         )
         if not same:
             raise ValueError(

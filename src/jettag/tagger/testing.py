@@ -92,7 +92,9 @@ def _onnx():
 def _finish(nodes, inputs, outputs, inits, name: str) -> bytes:
     onnx, _, helper, _ = _onnx()
     graph = helper.make_graph(nodes, name, inputs, outputs, initializer=inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="jettag")
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="jettag"
+    )
     model.ir_version = 8
     onnx.checker.check_model(model)
     return model.SerializeToString()
@@ -145,7 +147,9 @@ def masked_sum_model(
     return _finish(nodes, inputs, outputs, inits, "masked_sum")
 
 
-def _dense(helper, numpy_helper, rng, src, n_in, n_out, tag, inits, nodes, relu=True, axis_last=True):
+def _dense(
+    helper, numpy_helper, rng, src, n_in, n_out, tag, inits, nodes, relu=True, axis_last=True
+):
     w = (rng.standard_normal((n_in, n_out)) / np.sqrt(n_in)).astype(np.float32)
     b = (0.01 * rng.standard_normal(n_out)).astype(np.float32)
     inits += [numpy_helper.from_array(w, f"{tag}_w"), numpy_helper.from_array(b, f"{tag}_b")]
@@ -157,7 +161,13 @@ def _dense(helper, numpy_helper, rng, src, n_in, n_out, tag, inits, nodes, relu=
     return f"{tag}_lin"
 
 
-def mlp_model(n_in: int, n_classes: int, hidden: Sequence[int] = (32, 32), seed: int = 1, input_name: str = "jet_features") -> bytes:
+def mlp_model(
+    n_in: int,
+    n_classes: int,
+    hidden: Sequence[int] = (32, 32),
+    seed: int = 1,
+    input_name: str = "jet_features",
+) -> bytes:
     """A jet-level MLP: (N, n_in) -> softmax (N, n_classes)."""
     _, TensorProto, helper, numpy_helper = _onnx()
     rng = np.random.default_rng(seed)
@@ -174,8 +184,13 @@ def mlp_model(n_in: int, n_classes: int, hidden: Sequence[int] = (32, 32), seed:
 
 
 def deepsets_model(
-    n_pf: int, n_sv: int, length_pf: int = 100, length_sv: int = 7, n_classes: int = 4,
-    hidden: int = 64, seed: int = 1,
+    n_pf: int,
+    n_sv: int,
+    length_pf: int = 100,
+    length_sv: int = 7,
+    n_classes: int = 4,
+    hidden: int = 64,
+    seed: int = 1,
 ) -> bytes:
     """A Deep-Sets tagger on (pf_features, pf_mask, sv_features, sv_mask):
     per-constituent MLP (3 layers), masked sum, jet MLP, softmax."""
@@ -184,15 +199,19 @@ def deepsets_model(
     nodes, inits = [], []
     inits.append(numpy_helper.from_array(np.array([1], dtype=np.int64), "axes1"))
     pooled = []
-    for tag, n_in, length in (("pf", n_pf, length_pf), ("sv", n_sv, length_sv)):
-        nodes.append(helper.make_node("Transpose", [f"{tag}_features"], [f"{tag}_t"], perm=[0, 2, 1]))
+    for tag, n_in in (("pf", n_pf), ("sv", n_sv)):
+        nodes.append(
+            helper.make_node("Transpose", [f"{tag}_features"], [f"{tag}_t"], perm=[0, 2, 1])
+        )
         nodes.append(helper.make_node("Transpose", [f"{tag}_mask"], [f"{tag}_mt"], perm=[0, 2, 1]))
         src, width = f"{tag}_t", n_in
         for i in range(3):
             src = _dense(helper, numpy_helper, rng, src, width, hidden, f"{tag}{i}", inits, nodes)
             width = hidden
         nodes.append(helper.make_node("Mul", [src, f"{tag}_mt"], [f"{tag}_masked"]))
-        nodes.append(helper.make_node("ReduceSum", [f"{tag}_masked", "axes1"], [f"{tag}_pool"], keepdims=0))
+        nodes.append(
+            helper.make_node("ReduceSum", [f"{tag}_masked", "axes1"], [f"{tag}_pool"], keepdims=0)
+        )
         pooled.append(f"{tag}_pool")
     nodes.append(helper.make_node("Concat", pooled, ["pooled"], axis=1))
     src = _dense(helper, numpy_helper, rng, "pooled", 2 * hidden, hidden, "j0", inits, nodes)
@@ -209,8 +228,14 @@ def deepsets_model(
 
 
 def particlenet_like_model(
-    n_pf: int = 25, length: int = 100, k: int = 16, channels: Sequence[int] = (64, 128, 256),
-    n_classes: int = 4, seed: int = 1, n_sv: int = 12, length_sv: int = 7,
+    n_pf: int = 25,
+    length: int = 100,
+    k: int = 16,
+    channels: Sequence[int] = (64, 128, 256),
+    n_classes: int = 4,
+    seed: int = 1,
+    n_sv: int = 12,
+    length_sv: int = 7,
 ) -> bytes:
     """A ParticleNet-sized network (EdgeConv blocks with kNN by TopK over ``length``
     points) on weaver's six inputs (pf/sv points, features, mask).
@@ -252,11 +277,19 @@ def particlenet_like_model(
     for b, c_out in enumerate(channels):
         t = f"b{b}"
         # pairwise squared distances: |a|^2 - 2 a.b + |b|^2
-        sq = node("ReduceSum", [node("Mul", [coords, coords], f"{t}_sq0"), "axes2"], f"{t}_sq", keepdims=1)
+        sq = node(
+            "ReduceSum", [node("Mul", [coords, coords], f"{t}_sq0"), "axes2"], f"{t}_sq", keepdims=1
+        )
         sq_t = node("Transpose", [sq], f"{t}_sqT", perm=[0, 2, 1])
-        inner = node("MatMul", [coords, node("Transpose", [coords], f"{t}_cT", perm=[0, 2, 1])], f"{t}_inner")
+        inner = node(
+            "MatMul", [coords, node("Transpose", [coords], f"{t}_cT", perm=[0, 2, 1])], f"{t}_inner"
+        )
         two = const(f"{t}_two", 2.0)
-        d = node("Sub", [node("Add", [sq, sq_t], f"{t}_ss"), node("Mul", [inner, two], f"{t}_2in")], f"{t}_d")
+        d = node(
+            "Sub",
+            [node("Add", [sq, sq_t], f"{t}_ss"), node("Mul", [inner, two], f"{t}_2in")],
+            f"{t}_d",
+        )
         negd = node("Neg", [d], f"{t}_negd")
         nodes.append(helper.make_node("TopK", [negd, "kk"], [f"{t}_topv", f"{t}_idx"], axis=-1))
         # gather neighbour features: x (N, P, C), idx (N, P, k) -> (N, P, k, C)
@@ -290,7 +323,9 @@ def particlenet_like_model(
         coords = x
         width = c_out
     pooled = node("ReduceSum", [x, "axes1"], "pf_sum", keepdims=0)
-    count = node("Add", [node("ReduceSum", [mask_t, "axes1"], "pf_cnt", keepdims=0), "eps"], "pf_cnt_e")
+    count = node(
+        "Add", [node("ReduceSum", [mask_t, "axes1"], "pf_cnt", keepdims=0), "eps"], "pf_cnt_e"
+    )
     pf_pool = node("Div", [pooled, count], "pf_pool")
     sv = node("Transpose", ["sv_features"], "sv_t", perm=[0, 2, 1])
     sv_mt = node("Transpose", ["sv_mask"], "sv_mt", perm=[0, 2, 1])
@@ -298,7 +333,9 @@ def particlenet_like_model(
     for layer in range(2):
         h = _dense(helper, numpy_helper, rng, h, w_in, 64, f"sv{layer}", inits, nodes)
         w_in = 64
-    sv_pool = node("ReduceSum", [node("Mul", [h, sv_mt], "sv_masked"), "axes1"], "sv_pool", keepdims=0)
+    sv_pool = node(
+        "ReduceSum", [node("Mul", [h, sv_mt], "sv_masked"), "axes1"], "sv_pool", keepdims=0
+    )
     cat = node("Concat", [pf_pool, sv_pool], "cat", axis=1)
     h = _dense(helper, numpy_helper, rng, cat, width + 64, 128, "fc0", inits, nodes)
     h = _dense(helper, numpy_helper, rng, h, 128, n_classes, "fc1", inits, nodes, relu=False)
@@ -312,7 +349,12 @@ def particlenet_like_model(
         helper.make_tensor_value_info("sv_mask", TensorProto.FLOAT, ["N", 1, length_sv]),
     ]
     # sv_points is part of weaver's layout; fold it in with a zero weight so the graph uses it
-    zero = node("ReduceSum", [node("Mul", ["sv_points", const("sv_pts_zero", 0.0)], "svp0"), "axes2"], "svp_sum", keepdims=0)
+    zero = node(
+        "ReduceSum",
+        [node("Mul", ["sv_points", const("sv_pts_zero", 0.0)], "svp0"), "axes2"],
+        "svp_sum",
+        keepdims=0,
+    )
     zsum = node("ReduceSum", [zero, "axes1"], "svp_tot", keepdims=1)
     node("Add", ["softmax", zsum], "scores")
     outputs = [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["N", n_classes])]
@@ -323,4 +365,10 @@ def count_parameters(model_bytes: bytes) -> int:
     """Number of float parameters (initializers with more than one element)."""
     onnx, _, _, numpy_helper = _onnx()
     model = onnx.load_from_string(model_bytes)
-    return int(sum(numpy_helper.to_array(t).size for t in model.graph.initializer if numpy_helper.to_array(t).size > 1))
+    return int(
+        sum(
+            numpy_helper.to_array(t).size
+            for t in model.graph.initializer
+            if numpy_helper.to_array(t).size > 1
+        )
+    )
