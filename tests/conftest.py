@@ -11,11 +11,11 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 #: name -> (process, tune, events, seed). Sizes are the smallest that keep the
 #: physics checks' statistical scatter well inside their accepted ranges.
 SAMPLES = {
-    "zbb": ("zbb", "mc", 400, 11),
+    "zbb": ("zbb", "mc", 800, 11),
     "qcd": ("qcd", "mc", 800, 12),
     "xbb": ("xbb", "mc", 1000, 13),
     "gbb_mu": ("gbb_mu", "mc", 80, 14),
-    "zbb_data": ("zbb", "data", 400, 15),
+    "zbb_data": ("zbb", "data", 800, 15),
 }
 
 

@@ -146,12 +146,12 @@ def test_resolution_pulls(zbb_particles, zbb_reco):
 
 
 def test_ip_resolution_values():
-    """CMS-like: sigma_dxy = 15 um (+) 90 um/pT, larger by 20-25% in pseudo-data."""
+    """CMS-like: sigma_dxy = 15 um (+) 90 um/pT, larger by 20-35% in pseudo-data."""
     r = MC_RESPONSE
     assert r.d0_res_a == pytest.approx(0.0015) and r.d0_res_b == pytest.approx(0.0090)
     assert r.dz_res_a == pytest.approx(0.0030) and r.dz_res_b == pytest.approx(0.0110)
     for name in ("d0_res_a", "d0_res_b", "dz_res_a", "dz_res_b"):
-        assert 1.2 <= getattr(DATA_RESPONSE, name) / getattr(r, name) <= 1.25
+        assert 1.2 <= getattr(DATA_RESPONSE, name) / getattr(r, name) <= 1.35
 
 
 def test_prompt_ip_significance_is_unit_gaussian(zbb_reco):

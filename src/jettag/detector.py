@@ -23,9 +23,9 @@ tracking efficiency     plateau x low-pT turn-on x radius fall-off     0.97 (0.9
                         production radius from 1 at 5 cm to 0 at 60 cm
 track pT resolution     sigma/pT = a (+) b pT (x1.8 in the endcap)     a=0.7%, b=1.5e-4/GeV
 IP resolution (dxy)     a (+) b/pT (x1.3 endcap, x1.8 per missing      15 um (+) 90 um/pT
-                        inner pixel layer, or without a layer-1 hit)   (x1.25 in pseudo-data)
+                        inner pixel layer, or without a layer-1 hit)   (x1.30 in pseudo-data)
 IP resolution (dz)      a (+) b/pT, same scalings                      30 um (+) 110 um/pT
-                                                                       (x1.25 in pseudo-data)
+                                                                       (x1.30 in pseudo-data)
 IP tails                a fraction of tracks smeared with 3x sigma      0.5% (1.0%)
                         (the reported error stays the core sigma)
 track details           d0/dz/errors/trkChi2 stored for pT > 0.5 GeV
@@ -225,17 +225,17 @@ class DetectorResponse:
 MC_RESPONSE = DetectorResponse()
 
 #: Pseudo-data: tracking a few % less efficient, impact parameters and vertex
-#: positions 25% worse, layer-1 hits lost more often, twice the IP tails, calorimeters 2% high, muon and
+#: positions 25-30% worse, layer-1 hits lost more often, twice the IP tails, calorimeters 2% high, muon and
 #: electron ID slightly less efficient, a few more fake muons.
 DATA_RESPONSE = dataclasses.replace(
     MC_RESPONSE,
     name="data",
     track_eff_barrel=0.94,
     track_eff_endcap=0.90,
-    d0_res_a=MC_RESPONSE.d0_res_a * 1.25,
-    d0_res_b=MC_RESPONSE.d0_res_b * 1.25,
-    dz_res_a=MC_RESPONSE.dz_res_a * 1.25,
-    dz_res_b=MC_RESPONSE.dz_res_b * 1.25,
+    d0_res_a=MC_RESPONSE.d0_res_a * 1.30,
+    d0_res_b=MC_RESPONSE.d0_res_b * 1.30,
+    dz_res_a=MC_RESPONSE.dz_res_a * 1.30,
+    dz_res_b=MC_RESPONSE.dz_res_b * 1.30,
     first_layer_hit_prob_barrel=0.93,
     first_layer_hit_prob_endcap=0.70,
     ip_tail_fraction=0.010,
