@@ -74,69 +74,106 @@ def timeit(fn, reps: int) -> list[float]:
     return out
 
 
-def bench_model(label: str, tagger: Tagger, events, n_jets: int, reps: int) -> dict[str, float]:
-    big, n = replicate(events, tagger, n_jets)
-    session = tagger._session()
-    inputs = tagger.inputs(big)
+# --------------------------------------------------------------------------- (c) pad_none style
+def _pf_features(cands, link, jet) -> dict:
+    """Per-variable awkward expressions, as a hand-written analysis writes them.
 
-    def run_ort():
-        for j0 in range(0, n, tagger.batch_size):
-            j1 = min(j0 + tagger.batch_size, n)
-            session.run([tagger._output_name], {k: v[j0:j1] for k, v in inputs.items()})
-
-    def run_jettag():
-        tagger(big)
-
-    keys = tagger._plan.keys
-
-    def build_jettag():
-        chunk = _Chunk.from_arrays({k: _column(big, k) for k in keys})
-        prepared = _prepare(tagger._plan, chunk)
-        prepared.batch(tagger._plan, 0, prepared.n_jets)
-
-    # (c) per-variable pad_none on jet-jagged (already normalised) features
-    chunk = _Chunk.from_arrays({k: _column(big, k) for k in keys})
-    prepared = _prepare(tagger._plan, chunk)
-    jagged = {}
-    for bp in tagger._plan.blocks:
-        if bp.block.length is None:
-            continue
-        layout = prepared.layouts[bp.level.name]
-        counts = np.diff(layout.offsets)
-        vals = prepared.values[bp.block.name]
-        jagged[bp.block.name] = (
-            bp.block.length,
-            [ak.unflatten(vals[v], counts) for v in range(len(vals))],
-        )
-
-    def build_padnone():
-        for length, per_var in jagged.values():
-            cols = [
-                ak.to_numpy(ak.fill_none(ak.pad_none(x, length, clip=True), 0.0)) for x in per_var
-            ]
-            np.stack(cols, axis=1).astype(np.float32)
-
-    t_a = np.median(timeit(run_ort, reps))
-    t_b = np.median(timeit(run_jettag, reps))
-    t_build = np.median(timeit(build_jettag, max(reps, 5)))
-    t_c = np.median(timeit(build_padnone, reps))
-    res = {
-        "jets": n,
-        "a_ort_jets_s": n / t_a,
-        "b_jettag_jets_s": n / t_b,
-        "b_over_a": t_a / t_b,
-        "build_jettag_jets_s": n / t_build,
-        "c_padnone_jets_s": n / t_c,
-        "build_speedup": t_c / t_build,
+    ``cands``: PFCands of jet slot i (events x constituents), ``link``: the matching
+    FatJetPFCands rows, ``jet``: ``FatJet[:, i]`` (one per event, None where absent).
+    """
+    sign = ak.where(jet.eta > 0, 1.0, -1.0)
+    energy = lambda: np.sqrt((cands.pt * np.cosh(cands.eta)) ** 2 + cands.mass**2)  # noqa: E731
+    pdg = lambda p: ak.values_astype(np.abs(cands.pdgId) == p, np.float32)  # noqa: E731
+    table = {
+        "pfcand_mask": lambda: ak.ones_like(cands.pt),
+        "pfcand_pt_log_nopuppi": lambda: np.log(cands.pt),
+        "pfcand_e_log_nopuppi": lambda: np.log(energy()),
+        "pfcand_etarel": lambda: sign * (cands.eta - jet.eta),
+        "pfcand_phirel": lambda: (cands.phi - jet.phi + np.pi) % (2 * np.pi) - np.pi,
+        "pfcand_abseta": lambda: np.abs(cands.eta),
+        "pfcand_charge": lambda: cands.charge,
+        "pfcand_isEl": lambda: pdg(11),
+        "pfcand_isMu": lambda: pdg(13),
+        "pfcand_isGamma": lambda: pdg(22),
+        "pfcand_isChargedHad": lambda: pdg(211),
+        "pfcand_isNeutralHad": lambda: pdg(130),
+        "pfcand_VTX_ass": lambda: cands.pvAssocQuality,
+        "pfcand_lostInnerHits": lambda: cands.lostInnerHits,
+        "pfcand_normchi2": lambda: np.floor(ak.where(cands.trkChi2 == -1, 999, cands.trkChi2)),
+        "pfcand_quality": lambda: cands.trkQuality,
+        "pfcand_dz": lambda: cands.dz,
+        "pfcand_dzsig": lambda: ak.where(cands.dzErr > 0, cands.dz / cands.dzErr, 0),
+        "pfcand_dxy": lambda: cands.d0,
+        "pfcand_dxysig": lambda: ak.where(cands.d0Err > 0, cands.d0 / cands.d0Err, 0),
     }
-    print(
-        f"{label:<16} jets={n:>6}  (a) ort {res['a_ort_jets_s']:>9.0f} jets/s   "
-        f"(b) jettag {res['b_jettag_jets_s']:>9.0f} jets/s   (b)/(a) = {res['b_over_a']:.3f}\n"
-        f"{'':<16} input building: jettag {res['build_jettag_jets_s']:>9.0f} jets/s   "
-        f"(c) pad_none {res['c_padnone_jets_s']:>7.0f} jets/s   speed-up = {res['build_speedup']:.1f}x",
-        flush=True,
-    )
-    return res
+    for b in ("EtaRel", "PtRatio", "PParRatio", "Sip3dVal", "Sip3dSig", "JetDistVal"):
+        table[f"pfcand_btag{b}"] = lambda b=b: link[f"btag{b}"]
+    return table
+
+
+def _sv_features(svs, link, jet) -> dict:
+    """The same for the SVs of jet slot i (``svs``: SV rows, ``link``: FatJetSVs rows)."""
+    sign = ak.where(jet.eta > 0, 1.0, -1.0)
+    table = {
+        "sv_mask": lambda: ak.ones_like(link.pt),
+        "sv_pt_log": lambda: np.log(link.pt),
+        "sv_etarel": lambda: sign * (svs.eta - jet.eta),
+        "sv_phirel": lambda: (svs.phi - jet.phi + np.pi) % (2 * np.pi) - np.pi,
+        "sv_abseta": lambda: np.abs(svs.eta),
+    }
+    for f in ("mass", "ntracks", "normchi2", "dxy", "dxysig", "d3d", "d3dsig", "costhetasvpv"):
+        table[f"sv_{f}"] = lambda f=f: link[f]
+    return table
+
+
+def padnone_inputs(events, preprocess: dict) -> dict[str, np.ndarray]:
+    """(c): the model's input tensors built the way analyses do it by hand today.
+
+    Per fat-jet slot ``i = 0 .. max(nFatJet) - 1`` (the per-jet-index loop): select
+    the link rows of that jet (``FatJetPFCands[jetIdx == i]``, valid target index),
+    gather the constituents (``PFCands[link.pFCandsIdx]``), then per variable:
+    compute the feature with awkward, replace non-finite values, normalise with the
+    preprocess.json numbers, ``ak.pad_none(x, length, clip=True)``,
+    ``ak.fill_none(x, pad)``, ``ak.to_numpy``; ``np.stack`` the variables of a block;
+    finally glue the per-slot tensors back into jet order (event-major).
+    """
+    fj = events.FatJet
+    n_fj = ak.to_numpy(ak.num(fj, axis=1))
+    jet_off = np.concatenate([[0], np.cumsum(n_fj)])
+    n_jets = int(jet_off[-1])
+    levels = {
+        "pf": ("FatJetPFCands", "PFCands", "pFCandsIdx", _pf_features),
+        "sv": ("FatJetSVs", "SV", "sVIdx", _sv_features),
+    }
+    out = {}
+    for name in preprocess["input_names"]:
+        block = preprocess[name]
+        out[name] = np.empty((n_jets, len(block["var_names"]), block["var_length"]), np.float32)
+    padded = ak.pad_none(fj, int(n_fj.max(initial=0)), axis=1)
+    for i in range(int(n_fj.max(initial=0))):
+        jet = padded[:, i]
+        has = n_fj > i
+        tables = {}
+        for lvl, (link_name, target_name, tidx, features) in levels.items():
+            link = events[link_name]
+            n_target = ak.num(events[target_name], axis=1)
+            link = link[(link.jetIdx == i) & (link[tidx] >= 0) & (link[tidx] < n_target)]
+            tables[lvl] = features(events[target_name][link[tidx]], link, jet)
+        for name in preprocess["input_names"]:
+            block = preprocess[name]
+            table = tables[name.split("_")[0]]
+            cols = []
+            for var in block["var_names"]:
+                info = block["var_infos"][var]
+                x = table[var]()
+                x = ak.where(np.isfinite(x) & (np.abs(x) <= 1e32), x, info["replace_inf_value"])
+                x = (x - info["median"]) * info["norm_factor"]
+                x = np.minimum(np.maximum(x, info["lower_bound"]), info["upper_bound"])
+                x = ak.fill_none(ak.pad_none(x, block["var_length"], clip=True), info["pad"])
+                cols.append(ak.to_numpy(x))
+            stacked = np.stack(cols, axis=1).astype(np.float32)
+            out[name][jet_off[:-1][has] + i] = stacked[has]
+    return out
 
 
 def _column(big, key):

@@ -181,3 +181,28 @@ def test_cms_file_jets():
     py = ak.unflatten(sel.pt * np.sin(sel.phi), ak.flatten(ncons), axis=1)
     pt = np.hypot(ak.sum(px, axis=2), ak.sum(py, axis=2))
     assert ak.all(abs(pt / jets.pt - 1) < 1e-4)
+
+
+def test_softdrop_matches_fastjet():
+    """The numba soft drop gives FastJet SoftDrop's groomed mass on realistic jets."""
+    import fastjet
+
+    from jettag.detector import RESPONSES, simulate
+    from jettag.processes import get_process
+    from jettag.pythia import PythiaSource
+
+    generated = PythiaSource(get_process("zbb"), "mc", 5).next_batch(60)
+    pf, _ = simulate(generated["particles"], RESPONSES["mc"], np.random.default_rng(1))
+    result = cluster_fatjets(pf)
+    idx = ak.flatten(result.constituents, axis=2)
+    per_jet = ak.flatten(ak.unflatten(pf[idx], ak.flatten(ak.num(result.constituents, axis=2)), axis=1), axis=1)
+    pt, eta, phi, mass = (ak.values_astype(per_jet[k], np.float64) for k in ("pt", "eta", "phi", "mass"))
+    px, py, pz = pt * np.cos(phi), pt * np.sin(phi), pt * np.sinh(eta)
+    p4 = ak.zip({"px": px, "py": py, "pz": pz, "E": np.sqrt(px**2 + py**2 + pz**2 + mass**2)})
+    sequence = fastjet.ClusterSequence(p4, fastjet.JetDefinition(fastjet.cambridge_algorithm, 10.0))
+    reference = np.asarray(
+        sequence.exclusive_jets_softdrop_grooming(njets=1, beta=0.0, symmetry_cut=0.1, R0=0.8)["msoftdrop"]
+    )
+    ours = ak.to_numpy(ak.flatten(result.fatjets["msoftdrop"])).astype(np.float64)
+    assert len(ours) > 50
+    np.testing.assert_allclose(ours, reference, rtol=1e-5, atol=1e-4)

@@ -131,7 +131,9 @@ class PFNanoWriter:
         self.path = Path(path)
         self.is_mc = is_mc
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = uproot.recreate(self.path, compression=uproot.ZLIB(4))
+        # ZSTD level 1: as small as ZLIB(4) here and twice as fast to write; ROOT >= 6.20 and
+        # uproot (through cramjam) read it
+        self._file = uproot.recreate(self.path, compression=uproot.ZSTD(1))
         self._truth_file = None if is_mc else uproot.recreate(truth_sidecar_path(self.path))
         self._tree = None
         self._truth_tree = None

@@ -50,8 +50,8 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -106,6 +106,11 @@ class Feature:
     columns: tuple[str, ...]
     func: Callable[[FeatureContext], np.ndarray]
     doc: str = ""
+    kernel: tuple[str, tuple[str, ...], float] | None = None
+    """Optional fast path: ``(op, columns, const)``, an opcode of
+    :data:`jettag.tagger.kernels.OPS` and its argument columns, computing the same
+    values as ``func`` inside the fused numba kernels. ``None``: ``func`` is
+    evaluated with numpy once per chunk."""
 
     def __call__(self, context: FeatureContext) -> np.ndarray:
         return np.asarray(self.func(context))
@@ -211,6 +216,7 @@ def get_feature(name: str) -> Feature:
             columns=(column,),
             func=lambda c, column=column: c[column],
             doc=f"the branch {name} as stored",
+            kernel=("raw", (column,), 0.0),
         )
     close = difflib.get_close_matches(name, FEATURES, n=3)
     hint = f" Did you mean {', '.join(close)}?" if close else ""
@@ -249,13 +255,24 @@ def _log(x: np.ndarray) -> np.ndarray:
 
 
 def _reg(
-    name: str, func: Callable[[FeatureContext], np.ndarray], doc: str, level: str | None = None
+    name: str,
+    func: Callable[[FeatureContext], np.ndarray],
+    doc: str,
+    level: str | None = None,
+    kernel: tuple[str, Sequence[str]] | tuple[str, Sequence[str], float] | None = None,
 ) -> None:
-    register_feature(name, func, doc=doc, level=level)
+    feature = register_feature(name, func, doc=doc, level=level)
+    if kernel is not None:
+        op, cols, *const = kernel
+        FEATURES[name] = replace(feature, kernel=(op, tuple(cols), float(const[0]) if const else 0.0))
 
 
 def _pf(field: str) -> Callable[[FeatureContext], np.ndarray]:
     return lambda c: c[f"PFCands.{field}"]
+
+
+_PT, _ETA, _PHI, _MASS, _W = (f"PFCands.{f}" for f in ("pt", "eta", "phi", "mass", "puppiWeight"))
+_JPT, _JETA, _JPHI = "FatJet.pt", "FatJet.eta", "FatJet.phi"
 
 
 # --------------------------------------------------------------------------- pfcand_*
@@ -264,49 +281,53 @@ _reg(
     lambda c: np.ones_like(c["FatJetPFCands.jetIdx"], dtype=np.float32),
     "1 for each PF candidate of the jet (pad slots: 0)",
     level="pfcand",
+    kernel=("one", ()),
 )
-_reg("pfcand_pt_log_nopuppi", lambda c: _log(c["PFCands.pt"]), "log(pt)")
+_reg("pfcand_pt_log_nopuppi", lambda c: _log(c[_PT]), "log(pt)", kernel=("log", (_PT,)))
 _reg(
     "pfcand_e_log_nopuppi",
-    lambda c: _log(_energy(c["PFCands.pt"], c["PFCands.eta"], c["PFCands.mass"])),
+    lambda c: _log(_energy(c[_PT], c[_ETA], c[_MASS])),
     "log(E), E = sqrt((pt cosh eta)^2 + m^2)",
+    kernel=("log_energy", (_PT, _ETA, _MASS)),
 )
 _reg(
     "pfcand_pt_log",
-    lambda c: _log(c["PFCands.pt"] * c["PFCands.puppiWeight"]),
+    lambda c: _log(c[_PT] * c[_W]),
     "log(puppiWeight * pt)",
+    kernel=("log_mul", (_PT, _W)),
 )
 _reg(
     "pfcand_e_log",
-    lambda c: _log(
-        c["PFCands.puppiWeight"] * _energy(c["PFCands.pt"], c["PFCands.eta"], c["PFCands.mass"])
-    ),
+    lambda c: _log(c[_W] * _energy(c[_PT], c[_ETA], c[_MASS])),
     "log(puppiWeight * E)",
+    kernel=("log_mul_energy", (_W, _PT, _ETA, _MASS)),
 )
 _reg(
     "pfcand_ptrel_log",
-    lambda c: _log(c["PFCands.pt"] * c["PFCands.puppiWeight"] / c["FatJet.pt"]),
+    lambda c: _log(c[_PT] * c[_W] / c[_JPT]),
     "log(puppiWeight * pt / jet pt)",
+    kernel=("log_mul_div", (_PT, _W, _JPT)),
 )
 _reg(
     "pfcand_etarel",
-    lambda c: _eta_sign(c) * (c["PFCands.eta"] - c["FatJet.eta"]),
+    lambda c: _eta_sign(c) * (c[_ETA] - c[_JETA]),
     "sign(jet eta) * (eta - jet eta), sign = +1 if jet eta > 0 else -1",
+    kernel=("etarel", (_ETA, _JETA)),
 )
 _reg(
     "pfcand_phirel",
-    lambda c: _delta_phi(c["PFCands.phi"], c["FatJet.phi"]),
+    lambda c: _delta_phi(c[_PHI], c[_JPHI]),
     "phi - jet phi, wrapped into [-pi, pi)",
+    kernel=("dphi", (_PHI, _JPHI)),
 )
 _reg(
     "pfcand_deltaR",
-    lambda c: np.hypot(
-        c["PFCands.eta"] - c["FatJet.eta"], _delta_phi(c["PFCands.phi"], c["FatJet.phi"])
-    ),
+    lambda c: np.hypot(c[_ETA] - c[_JETA], _delta_phi(c[_PHI], c[_JPHI])),
     "sqrt(deta^2 + dphi^2) to the jet axis",
+    kernel=("deltar", (_ETA, _PHI, _JETA, _JPHI)),
 )
-_reg("pfcand_abseta", lambda c: np.abs(c["PFCands.eta"]), "|eta|")
-_reg("pfcand_charge", _pf("charge"), "electric charge")
+_reg("pfcand_abseta", lambda c: np.abs(c[_ETA]), "|eta|", kernel=("abs", (_ETA,)))
+_reg("pfcand_charge", _pf("charge"), "electric charge", kernel=("raw", ("PFCands.charge",)))
 for _flag, _pdg in (
     ("isEl", 11),
     ("isMu", 13),
@@ -318,43 +339,52 @@ for _flag, _pdg in (
         f"pfcand_{_flag}",
         lambda c, p=_pdg: (np.abs(c["PFCands.pdgId"]) == p).astype(np.float32),
         f"|pdgId| == {_pdg}",
+        kernel=("abs_eq", ("PFCands.pdgId",), float(_pdg)),
     )
-_reg("pfcand_VTX_ass", _pf("pvAssocQuality"), "PV association quality (pvAssocQuality)")
-_reg("pfcand_lostInnerHits", _pf("lostInnerHits"), "lost inner hits of the track")
+for _name, _field, _doc in (
+    ("VTX_ass", "pvAssocQuality", "PV association quality (pvAssocQuality)"),
+    ("lostInnerHits", "lostInnerHits", "lost inner hits of the track"),
+    ("quality", "trkQuality", "track quality mask (trkQuality)"),
+    ("dz", "dz", "longitudinal impact parameter dz [cm], with sign"),
+    ("dxy", "d0", "transverse impact parameter d0 [cm], with sign"),
+    ("puppiw", "puppiWeight", "PUPPI weight"),
+):
+    _reg(f"pfcand_{_name}", _pf(_field), _doc, kernel=("raw", (f"PFCands.{_field}",)))
 _reg(
     "pfcand_normchi2",
     lambda c: np.floor(np.where(c["PFCands.trkChi2"] == -1, 999, c["PFCands.trkChi2"])).astype(
         np.float32
     ),
     "floor(track chi2/ndof); 999 without a track (trkChi2 == -1)",
+    kernel=("normchi2", ("PFCands.trkChi2",)),
 )
-_reg("pfcand_quality", _pf("trkQuality"), "track quality mask (trkQuality)")
-_reg("pfcand_dz", _pf("dz"), "longitudinal impact parameter dz [cm], with sign")
 _reg(
     "pfcand_dzsig",
     lambda c: _safe_div(c["PFCands.dz"], c["PFCands.dzErr"]),
     "dz / dzErr (0 if dzErr <= 0)",
+    kernel=("safe_div", ("PFCands.dz", "PFCands.dzErr")),
 )
-_reg("pfcand_dxy", _pf("d0"), "transverse impact parameter d0 [cm], with sign")
 _reg(
     "pfcand_dxysig",
     lambda c: _safe_div(c["PFCands.d0"], c["PFCands.d0Err"]),
     "d0 / d0Err (0 if d0Err <= 0)",
+    kernel=("safe_div", ("PFCands.d0", "PFCands.d0Err")),
 )
-_reg("pfcand_puppiw", _pf("puppiWeight"), "PUPPI weight")
 for _btag in ("EtaRel", "PtRatio", "PParRatio", "Sip3dVal", "Sip3dSig", "JetDistVal"):
     _reg(
         f"pfcand_btag{_btag}",
         lambda c, b=_btag: c[f"FatJetPFCands.btag{b}"],
         f"FatJetPFCands_btag{_btag} (track b-tag feature w.r.t. the jet, as PFNano stores it)",
+        kernel=("raw", (f"FatJetPFCands.btag{_btag}",)),
     )
-_reg("pfcand_px", lambda c: c["PFCands.pt"] * np.cos(c["PFCands.phi"]), "pt cos(phi)")
-_reg("pfcand_py", lambda c: c["PFCands.pt"] * np.sin(c["PFCands.phi"]), "pt sin(phi)")
-_reg("pfcand_pz", lambda c: c["PFCands.pt"] * np.sinh(c["PFCands.eta"]), "pt sinh(eta)")
+_reg("pfcand_px", lambda c: c[_PT] * np.cos(c[_PHI]), "pt cos(phi)", kernel=("px", (_PT, _PHI)))
+_reg("pfcand_py", lambda c: c[_PT] * np.sin(c[_PHI]), "pt sin(phi)", kernel=("py", (_PT, _PHI)))
+_reg("pfcand_pz", lambda c: c[_PT] * np.sinh(c[_ETA]), "pt sinh(eta)", kernel=("pz", (_PT, _ETA)))
 _reg(
     "pfcand_energy",
-    lambda c: _energy(c["PFCands.pt"], c["PFCands.eta"], c["PFCands.mass"]),
+    lambda c: _energy(c[_PT], c[_ETA], c[_MASS]),
     "sqrt((pt cosh eta)^2 + m^2)",
+    kernel=("energy", (_PT, _ETA, _MASS)),
 )
 
 # --------------------------------------------------------------------------- sv_*
@@ -363,60 +393,101 @@ _reg(
     lambda c: np.ones_like(c["FatJetSVs.jetIdx"], dtype=np.float32),
     "1 for each SV of the jet (pad slots: 0)",
     level="sv",
+    kernel=("one", ()),
 )
-_reg("sv_pt_log", lambda c: _log(c["FatJetSVs.pt"]), "log(SV pt)")
-_reg("sv_mass", lambda c: c["FatJetSVs.mass"], "SV mass")
+_reg(
+    "sv_pt_log",
+    lambda c: _log(c["FatJetSVs.pt"]),
+    "log(SV pt)",
+    kernel=("log", ("FatJetSVs.pt",)),
+)
 _reg(
     "sv_etarel",
-    lambda c: _eta_sign(c) * (c["SV.eta"] - c["FatJet.eta"]),
+    lambda c: _eta_sign(c) * (c["SV.eta"] - c[_JETA]),
     "sign(jet eta) * (SV eta - jet eta), sign = +1 if jet eta > 0 else -1",
+    kernel=("etarel", ("SV.eta", _JETA)),
 )
 _reg(
     "sv_phirel",
-    lambda c: _delta_phi(c["SV.phi"], c["FatJet.phi"]),
+    lambda c: _delta_phi(c["SV.phi"], c[_JPHI]),
     "SV phi - jet phi, wrapped into [-pi, pi)",
+    kernel=("dphi", ("SV.phi", _JPHI)),
 )
 _reg(
     "sv_deltaR",
-    lambda c: np.hypot(c["SV.eta"] - c["FatJet.eta"], _delta_phi(c["SV.phi"], c["FatJet.phi"])),
+    lambda c: np.hypot(c["SV.eta"] - c[_JETA], _delta_phi(c["SV.phi"], c[_JPHI])),
     "sqrt(deta^2 + dphi^2) to the jet axis",
+    kernel=("deltar", ("SV.eta", "SV.phi", _JETA, _JPHI)),
 )
-_reg("sv_abseta", lambda c: np.abs(c["SV.eta"]), "|SV eta|")
-_reg("sv_ntracks", lambda c: c["FatJetSVs.ntracks"], "number of tracks of the SV")
-_reg("sv_normchi2", lambda c: c["FatJetSVs.normchi2"], "SV chi2/ndof")
-_reg("sv_dxy", lambda c: c["FatJetSVs.dxy"], "2D flight distance [cm]")
-_reg("sv_dxysig", lambda c: c["FatJetSVs.dxysig"], "2D flight distance significance")
-_reg("sv_d3d", lambda c: c["FatJetSVs.d3d"], "3D flight distance [cm]")
-_reg("sv_d3dsig", lambda c: c["FatJetSVs.d3dsig"], "3D flight distance significance")
+_reg("sv_abseta", lambda c: np.abs(c["SV.eta"]), "|SV eta|", kernel=("abs", ("SV.eta",)))
+for _name, _doc in (
+    ("mass", "SV mass"),
+    ("ntracks", "number of tracks of the SV"),
+    ("normchi2", "SV chi2/ndof"),
+    ("dxy", "2D flight distance [cm]"),
+    ("dxysig", "2D flight distance significance"),
+    ("d3d", "3D flight distance [cm]"),
+    ("d3dsig", "3D flight distance significance"),
+    ("costhetasvpv", "cos of the angle between flight direction and SV momentum"),
+):
+    _reg(
+        f"sv_{_name}",
+        lambda c, f=_name: c[f"FatJetSVs.{f}"],
+        _doc,
+        kernel=("raw", (f"FatJetSVs.{_name}",)),
+    )
 _reg(
-    "sv_costhetasvpv",
-    lambda c: c["FatJetSVs.costhetasvpv"],
-    "cos of the angle between flight direction and SV momentum",
+    "sv_px",
+    lambda c: c["SV.pt"] * np.cos(c["SV.phi"]),
+    "pt cos(phi)",
+    kernel=("px", ("SV.pt", "SV.phi")),
 )
-_reg("sv_px", lambda c: c["SV.pt"] * np.cos(c["SV.phi"]), "pt cos(phi)")
-_reg("sv_py", lambda c: c["SV.pt"] * np.sin(c["SV.phi"]), "pt sin(phi)")
-_reg("sv_pz", lambda c: c["SV.pt"] * np.sinh(c["SV.eta"]), "pt sinh(eta)")
+_reg(
+    "sv_py",
+    lambda c: c["SV.pt"] * np.sin(c["SV.phi"]),
+    "pt sin(phi)",
+    kernel=("py", ("SV.pt", "SV.phi")),
+)
+_reg(
+    "sv_pz",
+    lambda c: c["SV.pt"] * np.sinh(c["SV.eta"]),
+    "pt sinh(eta)",
+    kernel=("pz", ("SV.pt", "SV.eta")),
+)
 _reg(
     "sv_energy",
     lambda c: _energy(c["SV.pt"], c["SV.eta"], c["SV.mass"]),
     "sqrt((pt cosh eta)^2 + m^2)",
+    kernel=("energy", ("SV.pt", "SV.eta", "SV.mass")),
 )
 
 # --------------------------------------------------------------------------- jet level
 for _f in ("pt", "eta", "phi", "mass", "msoftdrop", "n2b1", "n3b1", "tau1", "tau2", "tau3"):
-    _reg(f"fj_{_f}", lambda c, f=_f: c[f"FatJet.{f}"], f"FatJet_{_f}")
-_reg("fj_abseta", lambda c: np.abs(c["FatJet.eta"]), "|jet eta|")
-_reg("fj_pt_log", lambda c: _log(c["FatJet.pt"]), "log(jet pt)")
-_reg("fj_rho", lambda c: 2 * _log(c["FatJet.msoftdrop"] / c["FatJet.pt"]), "2 ln(msoftdrop / pt)")
+    _reg(
+        f"fj_{_f}",
+        lambda c, f=_f: c[f"FatJet.{f}"],
+        f"FatJet_{_f}",
+        kernel=("raw", (f"FatJet.{_f}",)),
+    )
+_reg("fj_abseta", lambda c: np.abs(c[_JETA]), "|jet eta|", kernel=("abs", (_JETA,)))
+_reg("fj_pt_log", lambda c: _log(c[_JPT]), "log(jet pt)", kernel=("log", (_JPT,)))
+_reg(
+    "fj_rho",
+    lambda c: 2 * _log(c["FatJet.msoftdrop"] / c[_JPT]),
+    "2 ln(msoftdrop / pt)",
+    kernel=("two_log_div", ("FatJet.msoftdrop", _JPT)),
+)
 _reg(
     "fj_tau21",
     lambda c: _safe_div(c["FatJet.tau2"], c["FatJet.tau1"]),
     "tau2 / tau1 (0 if tau1 <= 0)",
+    kernel=("safe_div", ("FatJet.tau2", "FatJet.tau1")),
 )
 _reg(
     "fj_tau32",
     lambda c: _safe_div(c["FatJet.tau3"], c["FatJet.tau2"]),
     "tau3 / tau2 (0 if tau2 <= 0)",
+    kernel=("safe_div", ("FatJet.tau3", "FatJet.tau2")),
 )
 
 BUILTIN_FEATURES: dict[str, Feature] = dict(FEATURES)

@@ -11,8 +11,11 @@ read, so ``dask_awkward.necessary_columns`` lists only those.
 
 from __future__ import annotations
 
+import os
 import re
+import threading
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,8 +23,8 @@ from typing import Any
 import awkward as ak
 import numpy as np
 
+from jettag.tagger import kernels
 from jettag.tagger.features import BUILTIN_FEATURES, JET, LEVELS, Feature, Level, get_feature
-from jettag.tagger.padding import RowLayout, fill_padded, layout_rows, normalize
 from jettag.tagger.preprocess import InputBlock, PreprocessConfig, PreprocessError, load_preprocess
 from jettag.tagger.session import (
     ModelValidationError,
@@ -36,34 +39,57 @@ __all__ = ["Tagger"]
 
 Key = tuple[str, str]  # (collection, field); field "#counts" holds per-event counts
 _COUNTS = "#counts"
+_FEATURE = "#feature"  # pseudo collection: (_FEATURE, name) = a feature evaluated with numpy
 
 
 # --------------------------------------------------------------------------- plan
 @dataclass(frozen=True)
 class _BlockPlan:
+    """One input block: its features and the arrays the fused kernels take."""
+
     block: InputBlock
     level: Level
     features: tuple[Feature, ...]
-    medians: np.ndarray
     pads: np.ndarray
+    ops: np.ndarray  # (n_vars,) opcode
+    args: np.ndarray  # (n_vars, MAX_ARGS): >= 0 scratch row, < 0 jet-matrix row -a-1
+    consts: np.ndarray  # (n_vars,) opcode constant
+    norms: np.ndarray  # (n_vars, 6): median, norm_factor, lower, upper, replace_inf, pad
+
+
+def _kernel_of(feature: Feature) -> tuple[str, tuple[Key, ...], float]:
+    """(opcode name, argument keys, const); features without an opcode read their own values."""
+    if feature.kernel is None:
+        return "raw", ((_FEATURE, feature.name),), 0.0
+    op, cols, const = feature.kernel
+    keys = tuple(tuple(c.split(".", 1)) for c in cols)
+    return op, keys, const  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
 class _Plan:
-    """What the preprocess.json needs: blocks with their features, and branches."""
+    """What the preprocess.json needs: blocks with their features, and branches.
+
+    ``jet_columns``: rows of the per-chunk jet matrix (``FatJet`` fields, jet-level
+    numpy features); ``level_columns[level]``: rows of that level's per-batch
+    scratch matrix (link, target fields and numpy features of the level).
+    """
 
     blocks: tuple[_BlockPlan, ...]
     keys: tuple[Key, ...]
     lengths: dict[str, int] = field(default_factory=dict)  # level -> max slots
     targets: frozenset[str] = frozenset()  # levels whose target collection is read
+    jet_columns: tuple[Key, ...] = ()
+    level_columns: dict[str, tuple[Key, ...]] = field(default_factory=dict)
+    numpy_features: dict[str, tuple[Feature, ...]] = field(default_factory=dict)  # level -> ...
 
     @classmethod
     def build(cls, config: PreprocessConfig, custom: Mapping[str, Feature] | None = None) -> _Plan:
         custom = custom or {}
-        blocks = []
         keys: dict[Key, None] = {(JET, _COUNTS): None}
         lengths: dict[str, int] = {}
         targets: set[str] = set()
+        staged = []
         for block in config.inputs:
             feats = tuple(custom[v] if v in custom else get_feature(v) for v in block.var_names)
             levels = {f.level for f in feats}
@@ -85,20 +111,13 @@ class _Plan:
                 lengths[level.name] = max(lengths.get(level.name, 0), block.length)
                 keys[(level.link, level.jet_index)] = None
             for f in feats:
-                for column in f.columns:
+                columns = f.columns + (f.kernel[1] if f.kernel is not None else ())
+                for column in columns:
                     coll, _, fld = column.partition(".")
                     keys[(coll, fld)] = None
                     if coll == level.target:
                         targets.add(level.name)
-            blocks.append(
-                _BlockPlan(
-                    block=block,
-                    level=level,
-                    features=feats,
-                    medians=np.array([i.median for i in block.var_infos]),
-                    pads=np.array([i.pad for i in block.var_infos], dtype=np.float32),
-                )
-            )
+            staged.append((block, level, feats))
         # rows are always checked against the target table, whether or not a feature reads it:
         # a link row whose target index is invalid (FatJetSVs_sVIdx == -1: an SV missing from
         # the SV table) is dropped, the same whichever features a model uses.
@@ -107,8 +126,62 @@ class _Plan:
             lvl = LEVELS[name]
             keys[(lvl.link, lvl.target_index)] = None
             keys[(lvl.target, _COUNTS)] = None
-        # constituent levels: their link counts come from the jetIdx jagged array
-        return cls(tuple(blocks), tuple(keys), lengths, frozenset(targets))
+
+        # column tables of the kernels: jet matrix rows, and per level the scratch rows
+        jet_cols: dict[Key, int] = {}
+        level_cols: dict[str, dict[Key, int]] = {}
+        numpy_feats: dict[str, dict[str, Feature]] = {}
+        blocks = []
+        for block, level, feats in staged:
+            n = len(feats)
+            ops = np.zeros(n, dtype=np.int64)
+            args = np.zeros((n, kernels.MAX_ARGS), dtype=np.int64)
+            consts = np.zeros(n, dtype=np.float64)
+            norms = np.array(
+                [
+                    (i.median, i.norm_factor, i.lower_bound, i.upper_bound, i.replace_inf_value, i.pad)
+                    for i in block.var_infos
+                ],
+                dtype=np.float64,
+            ).reshape(n, 6)
+            scratch = level_cols.setdefault(level.name, {})
+            for v, f in enumerate(feats):
+                op, arg_keys, const = _kernel_of(f)
+                if op not in kernels.OPS:
+                    raise ValueError(f"feature {f.name!r}: unknown kernel opcode {op!r}")
+                ops[v], arity = kernels.OPS[op]
+                if arity != len(arg_keys):
+                    raise ValueError(f"feature {f.name!r}: opcode {op!r} takes {arity} columns")
+                consts[v] = const
+                if arg_keys and arg_keys[0][0] == _FEATURE:
+                    numpy_feats.setdefault(f.level, {})[f.name] = f
+                for a, key in enumerate(arg_keys):
+                    on_jet = key[0] == JET or (key[0] == _FEATURE and f.level == "jet")
+                    if on_jet or level.name == "jet":
+                        args[v, a] = -1 - jet_cols.setdefault(key, len(jet_cols))
+                    else:
+                        args[v, a] = scratch.setdefault(key, len(scratch))
+            blocks.append(
+                _BlockPlan(
+                    block=block,
+                    level=level,
+                    features=feats,
+                    pads=np.array([i.pad for i in block.var_infos], dtype=np.float32),
+                    ops=ops,
+                    args=args,
+                    consts=consts,
+                    norms=norms,
+                )
+            )
+        return cls(
+            tuple(blocks),
+            tuple(keys),
+            lengths,
+            frozenset(targets),
+            tuple(jet_cols),
+            {lvl: tuple(cols) for lvl, cols in level_cols.items() if lvl != "jet"},
+            {lvl: tuple(fs.values()) for lvl, fs in numpy_feats.items()},
+        )
 
 
 # --------------------------------------------------------------------------- chunk data
@@ -116,6 +189,27 @@ def _offsets(counts: np.ndarray) -> np.ndarray:
     out = np.zeros(len(counts) + 1, dtype=np.int64)
     np.cumsum(counts, out=out[1:])
     return out
+
+
+def _flatten(arr: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(flat values, per-event counts) of a jagged column, without copies where possible."""
+    layout = arr.layout if isinstance(arr, ak.Array) else ak.to_layout(arr)
+    if (
+        isinstance(layout, ak.contents.ListOffsetArray)
+        and isinstance(layout.content, ak.contents.NumpyArray)
+        and layout.content.data.ndim == 1
+    ):
+        try:
+            offsets = np.asarray(layout.offsets.data)
+            data = np.asarray(layout.content.data)
+        except Exception:  # a backend whose buffers are not numpy: take the generic path
+            pass
+        else:
+            return data[offsets[0] : offsets[-1]], np.diff(offsets).astype(np.int64, copy=False)
+    arr = ak.Array(layout)
+    return ak.to_numpy(ak.flatten(arr, axis=1)), np.asarray(
+        ak.to_numpy(ak.num(arr, axis=1)), dtype=np.int64
+    )
 
 
 @dataclass
@@ -136,11 +230,11 @@ class _Chunk:
                 counts[coll] = np.asarray(ak.to_numpy(arr), dtype=np.int64)
                 n = len(counts[coll])
             else:
-                arr = ak.Array(arr) if not isinstance(arr, ak.Array) else arr
-                n = len(arr)
-                flat[(coll, fld)] = ak.to_numpy(ak.flatten(arr, axis=1))
+                values, col_counts = _flatten(arr)
+                flat[(coll, fld)] = np.ascontiguousarray(values)
+                n = len(col_counts)
                 if coll not in counts:
-                    counts[coll] = np.asarray(ak.to_numpy(ak.num(arr, axis=1)), dtype=np.int64)
+                    counts[coll] = col_counts
             if n_events is None:
                 n_events = n
             elif n != n_events:
@@ -173,40 +267,81 @@ class _Context(dict):
 
 
 @dataclass
+class _LevelData:
+    """One constituent level of a chunk: kept rows per jet, and the scratch columns."""
+
+    kept_offsets: np.ndarray  # (n_jets + 1,) kept rows of jet g: kept_offsets[g]:[g+1]
+    columns: tuple[tuple[np.ndarray, np.ndarray], ...]  # (flat column, row index per kept row)
+
+
+@dataclass
 class _Prepared:
-    """Normalised values of every input block for one chunk, ready to be batched."""
+    """Everything per chunk that the batches share: jet matrix, kept-row layouts."""
 
     n_jets: int
     jet_counts: np.ndarray
-    values: dict[str, np.ndarray]  # block name -> (n_vars, n_rows) or (n_jets, n_vars)
-    layouts: dict[str, RowLayout]  # level -> layout (constituent levels)
+    jets: np.ndarray  # (n_jet_columns, n_jets) float32
+    levels: dict[str, _LevelData]
 
-    def batch(self, plan: _Plan, j0: int, j1: int) -> dict[str, np.ndarray]:
+    def batch(
+        self, plan: _Plan, j0: int, j1: int, buffers: dict[str, np.ndarray] | None = None
+    ) -> dict[str, np.ndarray]:
+        """The input tensors of jets ``j0 .. j1`` (fused kernels; releases the GIL).
+
+        ``buffers``: a dict reused across calls (double buffering in :meth:`Tagger._run`);
+        the arrays returned then live in it and are overwritten by the next call with it.
+        """
+        if buffers is None:
+            buffers = {}
+        nb = j1 - j0
+        scratch = {}
+        for name, data in self.levels.items():
+            r0, r1 = int(data.kept_offsets[j0]), int(data.kept_offsets[j1])
+            buf = _buffer(buffers, f"#scratch/{name}", (len(data.columns), r1 - r0))
+            for k, (column, rows) in enumerate(data.columns):
+                kernels.gather_rows(buf[k], column, rows, r0, r1)
+            scratch[name] = buf
         feed = {}
         for bp in plan.blocks:
-            vals = self.values[bp.block.name]
-            if bp.block.length is None:
-                feed[bp.block.name] = vals[j0:j1]
+            block = bp.block
+            if block.length is None:
+                out = _buffer(buffers, block.name, (nb, len(bp.features)))
+                kernels.fill_flat_block(out, self.jets, j0, bp.ops, bp.args, bp.consts, bp.norms)
             else:
-                feed[bp.block.name] = fill_padded(
-                    vals, bp.pads, self.layouts[bp.level.name], bp.block.length, j0, j1
+                out = _buffer(buffers, block.name, (nb, len(bp.features), block.length))
+                kernels.fill_padded_block(
+                    out,
+                    scratch[bp.level.name],
+                    self.jets,
+                    self.levels[bp.level.name].kept_offsets,
+                    j0,
+                    bp.ops,
+                    bp.args,
+                    bp.consts,
+                    bp.norms,
                 )
+            feed[block.name] = out
         return feed
 
 
-def _normalized(bp: _BlockPlan, context: Mapping[str, np.ndarray], n_rows: int) -> np.ndarray:
-    out = np.empty((len(bp.features), n_rows), dtype=np.float32)
+def _buffer(buffers: dict[str, np.ndarray], key: str, shape: tuple[int, ...]) -> np.ndarray:
+    """A C-contiguous float32 array of ``shape`` carved from a reusable flat buffer."""
+    size = int(np.prod(shape))
+    flat = buffers.get(key)
+    if flat is None or flat.size < size:
+        flat = buffers[key] = np.empty(max(size, 1), dtype=np.float32)
+    return flat[:size].reshape(shape)
+
+
+def _numpy_features(
+    features: Sequence[Feature], context: Mapping[str, np.ndarray], n_rows: int
+) -> dict[Key, np.ndarray]:
+    """Raw values of features without a kernel opcode, evaluated with numpy."""
+    out = {}
     with np.errstate(all="ignore"):
-        for i, (feat, info) in enumerate(zip(bp.features, bp.block.var_infos, strict=True)):
-            raw = np.broadcast_to(feat(context), (n_rows,))
-            out[i] = normalize(
-                raw,
-                info.median,
-                info.norm_factor,
-                info.lower_bound,
-                info.upper_bound,
-                info.replace_inf_value,
-            )
+        for f in features:
+            raw = np.broadcast_to(np.asarray(f(context)), (n_rows,))
+            out[(_FEATURE, f.name)] = np.ascontiguousarray(raw)
     return out
 
 
@@ -214,36 +349,51 @@ def _prepare(plan: _Plan, chunk: _Chunk) -> _Prepared:
     jet_counts = chunk.counts[JET]
     jet_off = _offsets(jet_counts)
     n_jets = int(jet_off[-1])
-    values: dict[str, np.ndarray] = {}
-    layouts: dict[str, RowLayout] = {}
-    contexts: dict[str, Mapping[str, np.ndarray]] = {"jet": _Context(chunk, {JET: None})}
-    n_rows = {"jet": n_jets}
+    levels: dict[str, _LevelData] = {}
+    jet_values: dict[Key, np.ndarray] = {k: v for k, v in chunk.flat.items() if k[0] == JET}
+    if "jet" in plan.numpy_features:
+        jet_values.update(
+            _numpy_features(plan.numpy_features["jet"], _Context(chunk, {JET: None}), n_jets)
+        )
     for name, length in plan.lengths.items():
         lvl = LEVELS[name]
-        link_counts = chunk.counts[lvl.link]
-        ev = np.repeat(np.arange(chunk.n_events, dtype=np.int64), link_counts)
-        jidx = chunk.flat[(lvl.link, lvl.jet_index)].astype(np.int64, copy=False)
-        valid = (jidx >= 0) & (jidx < jet_counts[ev])
-        gjet = jet_off[ev] + jidx
-        gtarget = None
-        if name in plan.targets:
-            tidx = chunk.flat[(lvl.link, lvl.target_index)].astype(np.int64, copy=False)
-            tcounts = chunk.counts[lvl.target]
-            valid &= (tidx >= 0) & (tidx < tcounts[ev])
-            gtarget = _offsets(tcounts)[ev] + tidx
-        kept = np.flatnonzero(valid)
-        layout = layout_rows(gjet[kept], n_jets, length)
-        rows = kept[layout.rows]
-        gathers: dict[str, np.ndarray | None] = {lvl.link: rows, JET: layout.jet}
-        if gtarget is not None:
-            gathers[lvl.target] = gtarget[rows]
-        layouts[name] = layout
-        contexts[name] = _Context(chunk, gathers)
-        n_rows[name] = len(rows)
-    for bp in plan.blocks:
-        vals = _normalized(bp, contexts[bp.level.name], n_rows[bp.level.name])
-        values[bp.block.name] = np.ascontiguousarray(vals.T) if bp.block.length is None else vals
-    return _Prepared(n_jets, jet_counts, values, layouts)
+        link_off = _offsets(chunk.counts[lvl.link])
+        kept, link_rows, target_rows = kernels.link_layout(
+            jet_off,
+            link_off,
+            _offsets(chunk.counts[lvl.target]),
+            chunk.flat[(lvl.link, lvl.jet_index)],
+            chunk.flat[(lvl.link, lvl.target_index)],
+            length,
+        )
+        rows_of = {lvl.link: link_rows, lvl.target: target_rows}
+        values = dict(chunk.flat)
+        if name in plan.numpy_features:
+            jet_of_row = np.repeat(np.arange(n_jets, dtype=np.int64), np.diff(kept))
+            context = _Context(chunk, {lvl.link: link_rows, lvl.target: target_rows, JET: jet_of_row})
+            values.update(_numpy_features(plan.numpy_features[name], context, len(link_rows)))
+            rows_of[_FEATURE] = np.arange(len(link_rows), dtype=np.int64)
+        columns = tuple((values[key], rows_of[key[0]]) for key in plan.level_columns.get(name, ()))
+        levels[name] = _LevelData(kept, columns)
+    jets = np.empty((len(plan.jet_columns), n_jets), dtype=np.float32)
+    for k, key in enumerate(plan.jet_columns):
+        jets[k] = jet_values[key]
+    return _Prepared(n_jets, jet_counts, jets, levels)
+
+
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+_POOL_LOCK = threading.Lock()
+
+
+def _builder_pool() -> ThreadPoolExecutor:
+    """This process's input-building thread (re-created after a fork)."""
+    pid = os.getpid()
+    with _POOL_LOCK:
+        pool = _POOLS.get(pid)
+        if pool is None:
+            _POOLS.clear()
+            pool = _POOLS[pid] = ThreadPoolExecutor(1, thread_name_prefix="jettag-inputs")
+        return pool
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:
@@ -297,6 +447,9 @@ class Tagger:
         apply a softmax over the classes (for models exported without one).
     batch_size:
         jets per onnxruntime call.
+    overlap:
+        build the inputs of batch k+1 in a helper thread while onnxruntime runs
+        batch k (default True; the scores do not depend on it).
     threads:
         onnxruntime intra-op threads (None: onnxruntime's default, all cores).
     device:
@@ -320,6 +473,7 @@ class Tagger:
         output: str | int = 0,
         softmax: bool = False,
         batch_size: int = 1024,
+        overlap: bool = True,
         threads: int | None = None,
         device: str | Sequence[str] = "cpu",
         collections: Mapping[str, str] | None = None,
@@ -352,6 +506,7 @@ class Tagger:
             )
         self.softmax = softmax
         self.batch_size = int(batch_size)
+        self.overlap = bool(overlap)
         self.collections = dict(collections or {})
         self._digest = model_digest(self._model_bytes)
         self._options = SessionOptions(
@@ -432,14 +587,32 @@ class Tagger:
     # ------------------------------------------------------------------ core (pure on numpy)
     def _run(self, prepared: _Prepared) -> np.ndarray:
         n_cls = len(self.class_names)
-        scores = np.empty((prepared.n_jets, n_cls), dtype=np.float32)
-        if prepared.n_jets == 0:
+        n = prepared.n_jets
+        scores = np.empty((n, n_cls), dtype=np.float32)
+        if n == 0:
             return scores
         session = self._session()
-        for j0 in range(0, prepared.n_jets, self.batch_size):
-            j1 = min(j0 + self.batch_size, prepared.n_jets)
-            out = session.run([self._output_name], prepared.batch(self._plan, j0, j1))[0]
-            scores[j0:j1] = np.asarray(out, dtype=np.float32).reshape(j1 - j0, n_cls)
+        outputs = [self._output_name]
+        bounds = [(j0, min(j0 + self.batch_size, n)) for j0 in range(0, n, self.batch_size)]
+        buffers: tuple[dict[str, np.ndarray], ...] = ({}, {})  # double buffering
+        if len(bounds) == 1 or not self.overlap:
+            for j0, j1 in bounds:
+                out = session.run(outputs, prepared.batch(self._plan, j0, j1, buffers[0]))[0]
+                scores[j0:j1] = np.asarray(out, dtype=np.float32).reshape(j1 - j0, n_cls)
+        else:
+            # build batch k+1 in a helper thread while onnxruntime runs batch k: the kernels
+            # and session.run both release the GIL; batch k+2 reuses batch k's buffers,
+            # submitted only once session.run(batch k) has returned
+            pool = _builder_pool()
+            pending = pool.submit(prepared.batch, self._plan, *bounds[0], buffers[0])
+            for k, (j0, j1) in enumerate(bounds):
+                feed = pending.result()
+                if k + 1 < len(bounds):
+                    pending = pool.submit(
+                        prepared.batch, self._plan, *bounds[k + 1], buffers[(k + 1) % 2]
+                    )
+                out = session.run(outputs, feed)[0]
+                scores[j0:j1] = np.asarray(out, dtype=np.float32).reshape(j1 - j0, n_cls)
         if self.softmax:
             scores = _softmax(scores).astype(np.float32)
         return scores
