@@ -64,16 +64,6 @@ def replicate(events, tagger: Tagger, n_jets: int):
     return big, per_copy * reps
 
 
-def timeit(fn, reps: int) -> list[float]:
-    fn()  # warm-up
-    out = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t)
-    return out
-
-
 # --------------------------------------------------------------------------- (c) pad_none style
 def _pf_features(cands, link, jet) -> dict:
     """Per-variable awkward expressions, as a hand-written analysis writes them.
@@ -176,6 +166,76 @@ def padnone_inputs(events, preprocess: dict) -> dict[str, np.ndarray]:
     return out
 
 
+def bench_model(
+    label: str, tagger: Tagger, preprocess: dict, events, n_jets: int, reps: int
+) -> dict[str, float]:
+    """Measure (a), (b), jettag's input building and (c) for one model; print and return."""
+    big, n = replicate(events, tagger, n_jets)
+    session = tagger._session()
+    inputs = tagger.inputs(big)
+
+    # (c) and jettag start from the same in-memory arrays and give the same tensors
+    reference = padnone_inputs(big, preprocess)
+    assert set(reference) == set(inputs)
+    for name, tensor in inputs.items():
+        np.testing.assert_allclose(tensor, reference[name], rtol=1e-6, atol=2e-6, err_msg=name)
+
+    def run_ort():
+        for j0 in range(0, n, tagger.batch_size):
+            j1 = min(j0 + tagger.batch_size, n)
+            session.run([tagger._output_name], {k: v[j0:j1] for k, v in inputs.items()})
+
+    def run_jettag():
+        tagger(big)
+
+    keys = tagger._plan.keys
+
+    def build_jettag():
+        # everything (b) does before onnxruntime, batch by batch as in (b)
+        chunk = _Chunk.from_arrays({k: _column(big, k) for k in keys})
+        prepared = _prepare(tagger._plan, chunk)
+        buffers: dict = {}
+        for j0 in range(0, n, tagger.batch_size):
+            prepared.batch(tagger._plan, j0, min(j0 + tagger.batch_size, n), buffers)
+
+    def build_padnone():
+        padnone_inputs(big, preprocess)
+
+    # (a) and (b) interleaved, so that both see the same machine load
+    run_ort(), run_jettag()  # warm-up
+    t_a, t_b = [], []
+    for _ in range(reps):
+        t_a.append(_once(run_ort))
+        t_b.append(_once(run_jettag))
+    t_a, t_b = float(np.median(t_a)), float(np.median(t_b))
+    build_jettag()
+    t_build = float(np.median([_once(build_jettag) for _ in range(max(reps, 5))]))
+    t_c = float(np.median([_once(build_padnone) for _ in range(max(1, reps // 2))]))
+    res = {
+        "jets": n,
+        "a_ort_jets_s": n / t_a,
+        "b_jettag_jets_s": n / t_b,
+        "b_over_a": t_a / t_b,
+        "build_jettag_jets_s": n / t_build,
+        "c_padnone_jets_s": n / t_c,
+        "build_speedup": t_c / t_build,
+    }
+    print(
+        f"{label:<16} jets={n:>6}  (a) ort {res['a_ort_jets_s']:>9.0f} jets/s   "
+        f"(b) jettag {res['b_jettag_jets_s']:>9.0f} jets/s   (b)/(a) = {res['b_over_a']:.3f}\n"
+        f"{'':<16} input building: jettag {res['build_jettag_jets_s']:>9.0f} jets/s   "
+        f"(c) pad_none {res['c_padnone_jets_s']:>7.0f} jets/s   speed-up = {res['build_speedup']:.1f}x",
+        flush=True,
+    )
+    return res
+
+
+def _once(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
 def _column(big, key):
     coll, field = key
     return ak.num(big[coll], axis=1) if field == "#counts" else big[coll][field]
@@ -211,13 +271,20 @@ def main(argv=None) -> int:
         f"models: deep-sets {count_parameters(ds_model)} parameters; "
         f"particlenet-like {count_parameters(pn_model)} parameters (EdgeConv k=16, 100 candidates)"
     )
+    pn_pp = pnet_md_preprocess()
     results = {
         "deep-sets": bench_model(
-            "deep-sets", Tagger(ds_model, ds_pp, name="ds", **kw), events, args.jets, args.reps
+            "deep-sets",
+            Tagger(ds_model, ds_pp, name="ds", **kw),
+            ds_pp,
+            events,
+            args.jets,
+            args.reps,
         ),
         "particlenet": bench_model(
             "particlenet-like",
-            Tagger(pn_model, pnet_md_preprocess(), name="pn", **kw),
+            Tagger(pn_model, pn_pp, name="pn", **kw),
+            pn_pp,
             events,
             args.pnet_jets,
             args.reps,

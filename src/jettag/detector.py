@@ -82,6 +82,8 @@ import awkward as ak
 import numba
 import numpy as np
 
+from jettag import columnar
+
 __all__ = [
     "DATA_RESPONSE",
     "DETECTOR_TABLE",
@@ -462,19 +464,6 @@ def _quad(a, b):
     return np.sqrt(a * a + b * b)
 
 
-def _flat(particles: ak.Array, name: str, dtype) -> np.ndarray:
-    return np.ascontiguousarray(ak.to_numpy(ak.flatten(particles[name], axis=1)), dtype=dtype)
-
-
-def _jagged(columns: dict[str, np.ndarray], offsets: np.ndarray) -> ak.Array:
-    record = ak.contents.RecordArray(
-        [ak.contents.NumpyArray(v) for v in columns.values()],
-        list(columns),
-        length=len(next(iter(columns.values()))),
-    )
-    return ak.Array(ak.contents.ListOffsetArray(ak.index.Index64(offsets), record))
-
-
 def _wrap_phi(phi: np.ndarray) -> np.ndarray:
     return (phi + np.pi) % (2 * np.pi) - np.pi
 
@@ -499,11 +488,10 @@ def simulate(
     r = response
     counts_all = ak.to_numpy(ak.num(particles, axis=1)).astype(np.int64)
     n_events = len(counts_all)
-    offsets_all = np.zeros(n_events + 1, np.int64)
-    np.cumsum(counts_all, out=offsets_all[1:])
+    offsets_all = columnar.offsets(counts_all)
 
-    pdg_all = _flat(particles, "pdgId", np.int32)
-    status_all = _flat(particles, "status", np.int32)
+    pdg_all = columnar.flat(particles["pdgId"], np.int32)
+    status_all = columnar.flat(particles["status"], np.int32)
     absid_all = np.abs(pdg_all)
     sel = np.nonzero((status_all > 0) & (absid_all != 12) & (absid_all != 14) & (absid_all != 16))[
         0
@@ -512,20 +500,20 @@ def simulate(
     evt = evt_all[sel]
     gen_idx = sel - offsets_all[evt]
 
-    mother1_all = _flat(particles, "mother1", np.int64)
-    vx_all = _flat(particles, "vx", np.float64)
-    vy_all = _flat(particles, "vy", np.float64)
-    vz_all = _flat(particles, "vz", np.float64)
+    mother1_all = columnar.flat(particles["mother1"], np.int64)
+    vx_all = columnar.flat(particles["vx"], np.float64)
+    vy_all = columnar.flat(particles["vy"], np.float64)
+    vz_all = columnar.flat(particles["vz"], np.float64)
     vertex_id = vertex_ids(
         evt, sel, offsets_all, mother1_all, vx_all, vy_all, vz_all, r.prompt_distance / MM_TO_CM
     )
 
     pdg = pdg_all[sel]
     absid = absid_all[sel]
-    px = _flat(particles, "px", np.float64)[sel]
-    py = _flat(particles, "py", np.float64)[sel]
-    pz = _flat(particles, "pz", np.float64)[sel]
-    energy = _flat(particles, "e", np.float64)[sel]
+    px = columnar.flat(particles["px"], np.float64)[sel]
+    py = columnar.flat(particles["py"], np.float64)[sel]
+    pz = columnar.flat(particles["pz"], np.float64)[sel]
+    energy = columnar.flat(particles["e"], np.float64)[sel]
     vx = vx_all[sel] * MM_TO_CM
     vy = vy_all[sel] * MM_TO_CM
     vz = vz_all[sel] * MM_TO_CM
@@ -670,8 +658,7 @@ def simulate(
     # sort by event, then pT descending
     order = k[np.lexsort((-cand_pt[k], evt[k]))]
     counts = np.bincount(evt[order], minlength=n_events).astype(np.int64)
-    offsets = np.zeros(n_events + 1, np.int64)
-    np.cumsum(counts, out=offsets[1:])
+    offsets = columnar.offsets(counts)
 
     o_det = details[order]
     o_trk = is_track[order]
@@ -702,15 +689,14 @@ def simulate(
         "genVy": vy[order].astype(np.float32),
         "genVz": vz[order].astype(np.float32),
     }
-    pfcands = _jagged(columns, offsets)
+    pfcands = columnar.jagged(offsets, columns)
 
     # ---- muons: the PF muons (true and fake), already in pT order -------------
     mu_pos = np.nonzero(pf_muon[order])[0]  # positions in the flat candidate arrays
     mu_src = order[mu_pos]
     mu_evt = evt[mu_src]
     mu_counts = np.bincount(mu_evt, minlength=n_events).astype(np.int64)
-    mu_offsets = np.zeros(n_events + 1, np.int64)
-    np.cumsum(mu_counts, out=mu_offsets[1:])
+    mu_offsets = columnar.offsets(mu_counts)
     iso = _muon_iso_kernel(
         mu_pos.astype(np.int64),
         mu_evt,
@@ -727,7 +713,8 @@ def simulate(
         & (np.abs(mu_dz) < r.soft_id_max_dz)
         & (u_soft[mu_src] < r.soft_id_eff)
     )
-    muons = _jagged(
+    muons = columnar.jagged(
+        mu_offsets,
         {
             "pt": pt_track[mu_src].astype(np.float32),
             "eta": eta[mu_src].astype(np.float32),
@@ -745,6 +732,5 @@ def simulate(
             "genIdx": gen_idx[mu_src].astype(np.int64),
             "pfIdx": (mu_pos - offsets[mu_evt]).astype(np.int64),
         },
-        mu_offsets,
     )
     return pfcands, muons

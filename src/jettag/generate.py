@@ -74,8 +74,9 @@ def reconstruct(
     subjets = clustered.subjets
     pf_table, pf_selection = jet_tables.jet_constituent_table(fatjets, pfcands, clustered.constituents)
     sv_table = jet_tables.jet_sv_table(fatjets, svs)
-    labels = truth.label_jets(fatjets, particles)
-    sub_labels = truth.label_jets(subjets, particles, radius=0.4)
+    heavy = truth.heavy_hadron_flags(particles)
+    labels = truth.label_jets(fatjets, particles, flags=heavy)
+    sub_labels = truth.label_jets(subjets, particles, radius=0.4, flags=heavy)
     for name in ("hadronFlavour", "nBHadrons", "nCHadrons"):
         fatjets = ak.with_field(fatjets, labels[name], name)
         subjets = ak.with_field(subjets, sub_labels[name], name)
@@ -90,7 +91,7 @@ def reconstruct(
         "Muon": muons,
     }
     if is_mc:
-        collections["GenPart"] = truth.gen_particles(particles)
+        collections["GenPart"] = truth.gen_particles(particles, flags=heavy)
     passed = _passes_filter(event_filter, collections)
     return {k: v[passed] for k, v in collections.items()}, selected[passed]
 

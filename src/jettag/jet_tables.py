@@ -29,30 +29,12 @@ from __future__ import annotations
 import awkward as ak
 import numpy as np
 
+from jettag import columnar
+
 __all__ = ["jet_constituent_table", "jet_sv_table", "written_pfcands_index"]
 
 _PION_MASS = 0.13957039
 
-
-def _flat(array: ak.Array, dtype: type = np.float64) -> np.ndarray:
-    return np.asarray(ak.to_numpy(ak.flatten(array, axis=None)), dtype=dtype)
-
-
-def _counts(array: ak.Array, axis: int = 1) -> np.ndarray:
-    return np.asarray(ak.to_numpy(ak.flatten(ak.num(array, axis=axis), axis=None)), np.int64)
-
-
-def _offsets(counts: np.ndarray) -> np.ndarray:
-    out = np.zeros(len(counts) + 1, dtype=np.int64)
-    np.cumsum(counts, out=out[1:])
-    return out
-
-
-def _jagged(counts: np.ndarray, fields: dict[str, np.ndarray]) -> ak.Array:
-    content = ak.contents.RecordArray(
-        [ak.contents.NumpyArray(np.ascontiguousarray(v)) for v in fields.values()], list(fields)
-    )
-    return ak.Array(ak.contents.ListOffsetArray(ak.index.Index64(_offsets(counts)), content))
 
 
 def _unit_dir(eta: np.ndarray, phi: np.ndarray) -> np.ndarray:
@@ -144,26 +126,26 @@ def jet_constituent_table(
     same order, so ``pFCandsIdx`` is 0..n-1 in each event and ``jetIdx`` the fat-jet index.
     """
     selection = written_pfcands_index(constituents)
-    n_per_event = _counts(selection)
-    ncons = _counts(constituents, axis=2)  # per jet
-    njets = _counts(constituents)
+    n_per_event = columnar.counts(selection)
+    ncons = columnar.counts(constituents, axis=2)  # per jet
+    njets = columnar.counts(constituents)
     cand = pfcands[selection]
-    jet_eta = np.repeat(_flat(fatjets["eta"]), ncons)
-    jet_phi = np.repeat(_flat(fatjets["phi"]), ncons)
+    jet_eta = np.repeat(columnar.flat(fatjets["eta"]), ncons)
+    jet_phi = np.repeat(columnar.flat(fatjets["phi"]), ncons)
     feats = track_features(
         jet_eta,
         jet_phi,
-        *(_flat(cand[k]) for k in ("pt", "eta", "phi")),
-        _flat(cand["charge"], np.int64),
-        *(_flat(cand[k]) for k in ("d0", "d0Err", "dz", "dzErr")),
+        *(columnar.flat(cand[k]) for k in ("pt", "eta", "phi")),
+        columnar.flat(cand["charge"], np.int64),
+        *(columnar.flat(cand[k]) for k in ("d0", "d0Err", "dz", "dzErr")),
     )
-    jet_local = np.arange(len(ncons)) - np.repeat(_offsets(njets)[:-1], njets)
+    jet_local = np.arange(len(ncons)) - np.repeat(columnar.offsets(njets)[:-1], njets)
     total = int(n_per_event.sum())
-    cand_local = np.arange(total) - np.repeat(_offsets(n_per_event)[:-1], n_per_event)
-    fields = {"pt": _flat(cand["pt"]).astype(np.float32), **feats}
+    cand_local = np.arange(total) - np.repeat(columnar.offsets(n_per_event)[:-1], n_per_event)
+    fields = {"pt": columnar.flat(cand["pt"]).astype(np.float32), **feats}
     fields["pFCandsIdx"] = cand_local.astype(np.int32)
     fields["jetIdx"] = np.repeat(jet_local, ncons).astype(np.int32)
-    return _jagged(n_per_event, fields), selection
+    return columnar.jagged(columnar.offsets(n_per_event), fields), selection
 
 
 def jet_sv_table(
@@ -175,13 +157,13 @@ def jet_sv_table(
     ``jetIdx`` the fat jets. ``pv`` (optional, per event records x, y, z in cm) is the primary
     vertex; by default it is the origin, as in jettag's generated events.
     """
-    njets = _counts(fatjets)
-    nsv = _counts(svs)
+    njets = columnar.counts(fatjets)
+    nsv = columnar.counts(svs)
     nevents = len(njets)
     pairs_per_event = njets * nsv
     total = int(pairs_per_event.sum())
     # all (jet, sv) pairs of each event, jet-major, built with flat index arithmetic
-    jet_off, sv_off, pair_off = _offsets(njets), _offsets(nsv), _offsets(pairs_per_event)
+    jet_off, sv_off, pair_off = columnar.offsets(njets), columnar.offsets(nsv), columnar.offsets(pairs_per_event)
     evt = np.repeat(np.arange(nevents), pairs_per_event)
     k = np.arange(total) - pair_off[:-1][evt]
     nsv_e = nsv[evt]
@@ -190,8 +172,8 @@ def jet_sv_table(
     jg = jet_off[:-1][evt] + jet_local
     sg = sv_off[:-1][evt] + sv_local
 
-    j_pt, j_eta, j_phi, j_mass = (_flat(fatjets[f])[jg] for f in ("pt", "eta", "phi", "mass"))
-    s = {f: _flat(svs[f])[sg] for f in ("pt", "eta", "phi", "mass", "x", "y", "z")}
+    j_pt, j_eta, j_phi, j_mass = (columnar.flat(fatjets[f])[jg] for f in ("pt", "eta", "phi", "mass"))
+    s = {f: columnar.flat(svs[f])[sg] for f in ("pt", "eta", "phi", "mass", "x", "y", "z")}
     dphi = _delta_phi(s["phi"], j_phi)
     dr = np.hypot(s["eta"] - j_eta, dphi)
     keep = dr < radius
@@ -216,19 +198,19 @@ def jet_sv_table(
 
     j_e = energy(j_pt, j_eta, j_mass)
     sv_e = energy(s["pt"], s["eta"], s["mass"])
-    ndof = _flat(svs["ndof"])[sg]
-    chi2 = _flat(svs["chi2"])[sg]
+    ndof = columnar.flat(svs["ndof"])[sg]
+    chi2 = columnar.flat(svs["chi2"])[sg]
     f32 = np.float32
     fields = {
         "mass": s["mass"].astype(f32),
         "pt": s["pt"].astype(f32),
-        "ntracks": _flat(svs["ntracks"])[sg].astype(f32),
+        "ntracks": columnar.flat(svs["ntracks"])[sg].astype(f32),
         "chi2": (chi2 * ndof).astype(f32),
         "normchi2": chi2.astype(f32),
-        "dxy": _flat(svs["dxy"])[sg].astype(f32),
-        "dxysig": _flat(svs["dxySig"])[sg].astype(f32),
-        "d3d": _flat(svs["dlen"])[sg].astype(f32),
-        "d3dsig": _flat(svs["dlenSig"])[sg].astype(f32),
+        "dxy": columnar.flat(svs["dxy"])[sg].astype(f32),
+        "dxysig": columnar.flat(svs["dxySig"])[sg].astype(f32),
+        "d3d": columnar.flat(svs["dlen"])[sg].astype(f32),
+        "d3dsig": columnar.flat(svs["dlenSig"])[sg].astype(f32),
         "costhetasvpv": cos_pv.astype(f32),
         "phirel": dphi.astype(f32),
         "ptrel": (s["pt"] / np.where(j_pt > 0, j_pt, 1.0)).astype(f32),
@@ -237,4 +219,4 @@ def jet_sv_table(
         "jetIdx": jet_local.astype(np.int32),
         "sVIdx": sv_local.astype(np.int32),
     }
-    return _jagged(np.bincount(evt, minlength=nevents), fields)
+    return columnar.jagged(columnar.offsets(np.bincount(evt, minlength=nevents)), fields)

@@ -35,6 +35,8 @@ import fastjet
 import numba
 import numpy as np
 
+from jettag import columnar
+
 __all__ = ["FatJetResult", "cluster_fatjets"]
 
 # C/A radius used to recluster the constituents of one jet: larger than any angular distance
@@ -83,16 +85,6 @@ class FatJetResult(NamedTuple):
 # ----------------------------------------------------------------------------- helpers
 
 
-def _flat(array: ak.Array, dtype: type = np.float64) -> np.ndarray:
-    """Flat NumPy copy (native byte order) of a jagged numeric array."""
-    return np.asarray(ak.to_numpy(ak.flatten(array, axis=None)), dtype=dtype)
-
-
-def _offsets(counts: np.ndarray) -> np.ndarray:
-    out = np.zeros(len(counts) + 1, dtype=np.int64)
-    np.cumsum(counts, out=out[1:])
-    return out
-
 
 def _jagged_p4(offsets: np.ndarray, px, py, pz, energy) -> ak.Array:
     """Jagged (px, py, pz, E) records, the input FastJet's multi-event interface wants."""
@@ -105,13 +97,6 @@ def _jagged_p4(offsets: np.ndarray, px, py, pz, energy) -> ak.Array:
     )
     return ak.Array(ak.contents.ListOffsetArray(ak.index.Index64(offsets), content))
 
-
-def _jagged(offsets: np.ndarray, fields: dict[str, np.ndarray]) -> ak.Array:
-    """Jagged records from flat NumPy columns and list offsets."""
-    content = ak.contents.RecordArray(
-        [ak.contents.NumpyArray(np.ascontiguousarray(v)) for v in fields.values()], list(fields)
-    )
-    return ak.Array(ak.contents.ListOffsetArray(ak.index.Index64(offsets), content))
 
 
 def _ptetaphim(px, py, pz, energy):
@@ -347,7 +332,7 @@ def _softdrop_kernel(offsets, px, py, pz, e, beta, zcut, r0, in_groomed, out_sd,
 
 def _gather_ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
     """Concatenation of ``arange(s, s + c)`` for all (s, c), without a loop."""
-    offs = _offsets(counts)
+    offs = columnar.offsets(counts)
     return np.repeat(starts - offs[:-1], counts) + np.arange(offs[-1])
 
 
@@ -386,7 +371,7 @@ def _empty_result(nevents: int) -> FatJetResult:
             ),
         )
     )
-    return FatJetResult(_jagged(zeros, fields), _jagged(zeros, sub), cons)
+    return FatJetResult(columnar.jagged(zeros, fields), columnar.jagged(zeros, sub), cons)
 
 
 # ----------------------------------------------------------------------------- public API
@@ -409,14 +394,14 @@ def cluster_fatjets(
     """
     nevents = len(pfcands)
     counts = np.asarray(ak.to_numpy(ak.num(pfcands, axis=1)), dtype=np.int64)
-    ev_off = _offsets(counts)
+    ev_off = columnar.offsets(counts)
     if ev_off[-1] == 0:
         return _empty_result(nevents)
 
-    c_pt = _flat(pfcands["pt"])
-    c_eta = _flat(pfcands["eta"])
-    c_phi = _flat(pfcands["phi"])
-    c_mass = _flat(pfcands["mass"])
+    c_pt = columnar.flat(pfcands["pt"])
+    c_eta = columnar.flat(pfcands["eta"])
+    c_phi = columnar.flat(pfcands["phi"])
+    c_mass = columnar.flat(pfcands["mass"])
     c_px, c_py = c_pt * np.cos(c_phi), c_pt * np.sin(c_phi)
     c_pz = c_pt * np.sinh(c_eta)
     c_e = np.sqrt(c_px * c_px + c_py * c_py + c_pz * c_pz + c_mass * c_mass)
@@ -426,14 +411,14 @@ def cluster_fatjets(
     # of the axis, and a margin of _ETA_MARGIN keeps the boundaries of those
     # jets as they are (HF candidates at larger |eta| only cost time)
     reach = np.flatnonzero(np.abs(c_eta) < abs_eta_max + radius + _ETA_MARGIN)
-    reach_off = _offsets(np.bincount(np.repeat(np.arange(nevents), counts)[reach], minlength=nevents))
+    reach_off = columnar.offsets(np.bincount(np.repeat(np.arange(nevents), counts)[reach], minlength=nevents))
     cs = fastjet.ClusterSequence(
         _jagged_p4(reach_off, c_px[reach], c_py[reach], c_pz[reach], c_e[reach]),
         fastjet.JetDefinition(fastjet.antikt_algorithm, radius),
     )
     jets = cs.inclusive_jets(min_pt=pt_min)
     cidx = cs.constituent_index(min_pt=pt_min)
-    j_px, j_py, j_pz, j_e = (_flat(jets[k]) for k in ("px", "py", "pz", "E"))
+    j_px, j_py, j_pz, j_e = (columnar.flat(jets[k]) for k in ("px", "py", "pz", "E"))
     j_pt, j_eta, j_phi, j_mass = _ptetaphim(j_px, j_py, j_pz, j_e)
     j_evt = np.repeat(np.arange(nevents), np.asarray(ak.to_numpy(ak.num(jets, axis=1))))
 
@@ -445,17 +430,17 @@ def cluster_fatjets(
         return _empty_result(nevents)
     sel_evt = j_evt[keep]
     jets_per_event = np.bincount(sel_evt, minlength=nevents)
-    jet_off = _offsets(jets_per_event)
+    jet_off = columnar.offsets(jets_per_event)
 
     # --- constituents of the selected jets, as global indices into the flat pfcands
     ncons_all = np.asarray(ak.to_numpy(ak.num(ak.flatten(cidx, axis=1), axis=1)), dtype=np.int64)
-    cons_flat_all = _flat(cidx, np.int64)
+    cons_flat_all = columnar.flat(cidx, np.int64)
     ncons = ncons_all[keep]
-    gather = _gather_ranges(_offsets(ncons_all)[:-1][keep], ncons)
+    gather = _gather_ranges(columnar.offsets(ncons_all)[:-1][keep], ncons)
     jet_of_cons = np.repeat(np.arange(njets), ncons)
     gidx = reach[cons_flat_all[gather] + reach_off[sel_evt][jet_of_cons]]
     gidx = gidx[np.lexsort((-c_pt[gidx], jet_of_cons))]  # pt descending inside each jet
-    cons_off = _offsets(ncons)
+    cons_off = columnar.offsets(ncons)
     local_idx = gidx - np.repeat(ev_off[sel_evt], ncons)
 
     # --- substructure: every selected jet is one "event" of a C/A cluster sequence
@@ -485,7 +470,7 @@ def cluster_fatjets(
     )
     msd = np.sqrt(np.maximum(sd_p4[:, 3] ** 2 - (sd_p4[:, :3] ** 2).sum(axis=1), 0.0))
     n_groomed = np.bincount(jet_of_cons[in_groomed], minlength=njets).astype(np.int64)
-    g_p4 = _jagged_p4(_offsets(n_groomed), *(x[in_groomed] for x in cons_p4))
+    g_p4 = _jagged_p4(columnar.offsets(n_groomed), *(x[in_groomed] for x in cons_p4))
     # N2, N3 with an exact numba kernel on at most _ECF_MAX_SUBJETS exclusive kT subjets of the
     # groomed jet (the O(n^4) N3 is otherwise ~50 ms for a 100-constituent jet); kT merges the
     # softest, most collinear particles first, which changes N2/N3 by <~1% (0.1% on average).
@@ -493,9 +478,9 @@ def cluster_fatjets(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         reduced = kt_cs.exclusive_jets_up_to(_ECF_MAX_SUBJETS)
-    r_pt, r_rap, r_phi = _ptyphi(*(_flat(reduced[k]) for k in ("px", "py", "pz", "E")))
+    r_pt, r_rap, r_phi = _ptyphi(*(columnar.flat(reduced[k]) for k in ("px", "py", "pz", "E")))
     n2, n3 = _ecf_n2_n3(
-        _offsets(np.asarray(ak.to_numpy(ak.num(reduced, axis=1)), dtype=np.int64)),
+        columnar.offsets(np.asarray(ak.to_numpy(ak.num(reduced, axis=1)), dtype=np.int64)),
         r_pt,
         r_rap,
         r_phi,
@@ -506,11 +491,11 @@ def cluster_fatjets(
 
     # soft-drop subjets: the two prongs of the passing declustering, harder first
     nsub = np.where(sub_p4[:, 1, 3] > 0.0, 2, 1).astype(np.int64)
-    first = np.repeat(np.arange(njets) * 2, nsub) + (np.arange(nsub.sum()) - np.repeat(_offsets(nsub)[:-1], nsub))
+    first = np.repeat(np.arange(njets) * 2, nsub) + (np.arange(nsub.sum()) - np.repeat(columnar.offsets(nsub)[:-1], nsub))
     flat_sub = sub_p4.reshape(-1, 4)[first]
     s_pt, s_eta, s_phi, s_mass = _ptetaphim(flat_sub[:, 0], flat_sub[:, 1], flat_sub[:, 2], flat_sub[:, 3])
     s_order = np.arange(len(s_pt))
-    sub_off = _offsets(nsub)
+    sub_off = columnar.offsets(nsub)
     ev_sub_off = sub_off[jet_off]  # first subjet of each event (global numbering)
     sub_idx1 = (sub_off[:-1] - ev_sub_off[sel_evt]).astype(np.int32)
     sub_idx2 = np.where(nsub >= 2, sub_idx1 + 1, -1).astype(np.int32)
@@ -518,14 +503,14 @@ def cluster_fatjets(
 
     jet_id = _jet_ids(
         c_e[gidx],
-        _flat(pfcands["pdgId"], np.int64)[gidx],
-        _flat(pfcands["charge"], np.int64)[gidx],
+        columnar.flat(pfcands["pdgId"], np.int64)[gidx],
+        columnar.flat(pfcands["charge"], np.int64)[gidx],
         jet_of_cons,
         njets,
     )
 
     f32 = np.float32
-    fatjets = _jagged(
+    fatjets = columnar.jagged(
         jet_off,
         {
             "pt": j_pt[keep].astype(f32),
@@ -546,7 +531,7 @@ def cluster_fatjets(
             "jetId": jet_id,
         },
     )
-    subjets = _jagged(
+    subjets = columnar.jagged(
         ev_sub_off,
         {
             "pt": s_pt[s_order].astype(f32),

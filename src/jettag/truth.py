@@ -23,6 +23,8 @@ import awkward as ak
 import numba
 import numpy as np
 
+from jettag import columnar
+
 __all__ = [
     "FLAVOUR_CATEGORIES",
     "flavour_category",
@@ -102,18 +104,14 @@ def _heavy_flags_kernel(pdg, status, mother1, offsets, out_b, out_c):
                 out_c[i] = not from_b
 
 
-def _flat(particles: ak.Array, field: str, dtype) -> np.ndarray:
-    return np.asarray(ak.to_numpy(ak.flatten(particles[field])), dtype=dtype)
-
 
 def heavy_hadron_flags(particles: ak.Array) -> tuple[ak.Array, ak.Array]:
     """Per particle: is it a weakly decaying B hadron; a C hadron not from a B decay."""
-    counts = ak.to_numpy(ak.num(particles))
-    offsets = np.zeros(len(counts) + 1, np.int64)
-    np.cumsum(counts, out=offsets[1:])
-    pdg = _flat(particles, "pdgId", np.int64)
-    status = _flat(particles, "status", np.int64)
-    mother1 = _flat(particles, "mother1", np.int64)
+    counts = columnar.counts(particles)
+    offsets = columnar.offsets(counts)
+    pdg = columnar.flat(particles["pdgId"], np.int64)
+    status = columnar.flat(particles["status"], np.int64)
+    mother1 = columnar.flat(particles["mother1"], np.int64)
     out_b = np.zeros(len(pdg), np.bool_)
     out_c = np.zeros(len(pdg), np.bool_)
     _heavy_flags_kernel(pdg, status, mother1, offsets, out_b, out_c)
@@ -156,22 +154,25 @@ def _eta_phi(px: np.ndarray, py: np.ndarray, pz: np.ndarray) -> tuple[np.ndarray
 
 def _hadron_directions(particles: ak.Array, mask: ak.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     sel = particles[mask]
-    counts = ak.to_numpy(ak.num(sel))
-    offsets = np.zeros(len(counts) + 1, np.int64)
-    np.cumsum(counts, out=offsets[1:])
-    eta, phi = _eta_phi(_flat(sel, "px", np.float64), _flat(sel, "py", np.float64), _flat(sel, "pz", np.float64))
+    offsets = columnar.offsets(columnar.counts(sel))
+    eta, phi = _eta_phi(columnar.flat(sel["px"], np.float64), columnar.flat(sel["py"], np.float64), columnar.flat(sel["pz"], np.float64))
     return eta, phi, offsets
 
 
-def label_jets(jets: ak.Array, particles: ak.Array, radius: float = 0.8) -> ak.Array:
+def label_jets(
+    jets: ak.Array,
+    particles: ak.Array,
+    radius: float = 0.8,
+    flags: tuple[ak.Array, ak.Array] | None = None,
+) -> ak.Array:
     """Hadron-flavour labels of ``jets`` (fields eta, phi) from the particle table.
 
+    ``flags`` are ``heavy_hadron_flags(particles)`` when already computed.
     Returns per jet: ``hadronFlavour`` (int32), ``nBHadrons`` and ``nCHadrons`` (uint8).
     """
-    is_b, is_c = heavy_hadron_flags(particles)
-    jet_counts = ak.to_numpy(ak.num(jets))
-    jet_offsets = np.zeros(len(jet_counts) + 1, np.int64)
-    np.cumsum(jet_counts, out=jet_offsets[1:])
+    is_b, is_c = heavy_hadron_flags(particles) if flags is None else flags
+    jet_counts = columnar.counts(jets)
+    jet_offsets = columnar.offsets(jet_counts)
     jet_eta = np.asarray(ak.to_numpy(ak.flatten(jets["eta"])), np.float64)
     jet_phi = np.asarray(ak.to_numpy(ak.flatten(jets["phi"])), np.float64)
     n_b = np.zeros(len(jet_eta), np.int64)
@@ -277,7 +278,11 @@ def _mother_kernel(mother1, offsets, keep, kept_position, new_index, out_mother)
             out_mother[kept_position[i]] = found
 
 
-def gen_particles(particles: ak.Array, lepton_pt_min: float = 3.0) -> ak.Array:
+def gen_particles(
+    particles: ak.Array,
+    lepton_pt_min: float = 3.0,
+    flags: tuple[ak.Array, ak.Array] | None = None,
+) -> ak.Array:
     """The pruned ``GenPart`` collection of NanoAOD, per event.
 
     Kept: the hard process (Pythia status 22-23), the resonance's last copy,
@@ -286,18 +291,18 @@ def gen_particles(particles: ak.Array, lepton_pt_min: float = 3.0) -> ak.Array:
     ``status`` follows NanoAOD: 1 final, 2 decayed, Pythia's code for partons.
     ``statusFlags`` fills bits 0 (isPrompt), 6 (isDirectHadronDecayProduct),
     7 (isHardProcess), 8 (fromHardProcess), 12 (isFirstCopy), 13 (isLastCopy).
+    ``flags`` are ``heavy_hadron_flags(particles)`` when already computed.
     """
-    is_b, is_c = heavy_hadron_flags(particles)
-    counts = ak.to_numpy(ak.num(particles))
-    offsets = np.zeros(len(counts) + 1, np.int64)
-    np.cumsum(counts, out=offsets[1:])
-    pdg = _flat(particles, "pdgId", np.int64)
-    status = _flat(particles, "status", np.int64)
-    mother1 = _flat(particles, "mother1", np.int64)
-    px = _flat(particles, "px", np.float64)
-    py = _flat(particles, "py", np.float64)
-    pz = _flat(particles, "pz", np.float64)
-    mass = _flat(particles, "mass", np.float64)
+    is_b, is_c = heavy_hadron_flags(particles) if flags is None else flags
+    counts = columnar.counts(particles)
+    offsets = columnar.offsets(counts)
+    pdg = columnar.flat(particles["pdgId"], np.int64)
+    status = columnar.flat(particles["status"], np.int64)
+    mother1 = columnar.flat(particles["mother1"], np.int64)
+    px = columnar.flat(particles["px"], np.float64)
+    py = columnar.flat(particles["py"], np.float64)
+    pz = columnar.flat(particles["pz"], np.float64)
+    mass = columnar.flat(particles["mass"], np.float64)
     keep = np.zeros(len(pdg), np.bool_)
     flags = np.zeros(len(pdg), np.int64)
     _prune_kernel(
@@ -315,8 +320,7 @@ def gen_particles(particles: ak.Array, lepton_pt_min: float = 3.0) -> ak.Array:
     )
     event_of = np.repeat(np.arange(len(counts)), counts)
     kept_counts = np.bincount(event_of[keep], minlength=len(counts)).astype(np.int64)
-    kept_offsets = np.zeros(len(counts) + 1, np.int64)
-    np.cumsum(kept_counts, out=kept_offsets[1:])
+    kept_offsets = columnar.offsets(kept_counts)
     # position of each kept particle inside its event's pruned list
     global_rank = np.cumsum(keep) - 1
     new_index = np.where(keep, global_rank - kept_offsets[event_of], -1)

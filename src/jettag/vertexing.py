@@ -52,6 +52,7 @@ from __future__ import annotations
 import awkward as ak
 import numpy as np
 
+from jettag import columnar
 from jettag.detector import PION_MASS, DetectorResponse
 
 __all__ = ["K0S_MASS", "SV_FIELDS", "find_secondary_vertices"]
@@ -78,9 +79,6 @@ SV_FIELDS: dict[str, np.dtype] = {
     "vertexId": np.dtype(np.int64),
 }
 
-
-def _field(pfcands: ak.Array, name: str, dtype) -> np.ndarray:
-    return np.ascontiguousarray(ak.to_numpy(ak.flatten(pfcands[name], axis=1)), dtype=dtype)
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -192,9 +190,9 @@ def find_secondary_vertices(
     n_events = len(pfcands)
     counts = ak.to_numpy(ak.num(pfcands, axis=1)).astype(np.int64)
     evt_all = np.repeat(np.arange(n_events, dtype=np.int64), counts)
-    vid_all = _field(pfcands, "vertexId", np.int64)
-    pt_all = _field(pfcands, "pt", np.float64)
-    use = _field(pfcands, "isTrack", np.bool_) & (pt_all > r.sv_track_min_pt) & (vid_all >= 0)
+    vid_all = columnar.flat(pfcands["vertexId"], np.int64)
+    pt_all = columnar.flat(pfcands["pt"], np.float64)
+    use = columnar.flat(pfcands["isTrack"], np.bool_) & (pt_all > r.sv_track_min_pt) & (vid_all >= 0)
     idx = np.nonzero(use)[0]
     # group the selected tracks by (event, true vertex)
     idx = idx[np.lexsort((vid_all[idx], evt_all[idx]))]
@@ -206,9 +204,9 @@ def find_secondary_vertices(
     ntrk = np.diff(np.append(starts, len(idx)))
 
     pt = pt_all[idx]
-    eta = _field(pfcands, "eta", np.float64)[idx]
-    phi = _field(pfcands, "phi", np.float64)[idx]
-    charge = _field(pfcands, "charge", np.int64)[idx]
+    eta = columnar.flat(pfcands["eta"], np.float64)[idx]
+    phi = columnar.flat(pfcands["phi"], np.float64)[idx]
+    charge = columnar.flat(pfcands["charge"], np.int64)[idx]
     px = pt * np.cos(phi)
     py = pt * np.sin(phi)
     pz = pt * np.sinh(eta)
@@ -223,9 +221,9 @@ def find_secondary_vertices(
     g_vid = vid_t[starts] if len(starts) else np.zeros(0, np.int64)
     true_pos = np.stack(
         [
-            _field(pfcands, "genVx", np.float64)[idx][starts] if len(starts) else np.zeros(0),
-            _field(pfcands, "genVy", np.float64)[idx][starts] if len(starts) else np.zeros(0),
-            _field(pfcands, "genVz", np.float64)[idx][starts] if len(starts) else np.zeros(0),
+            columnar.flat(pfcands["genVx"], np.float64)[idx][starts] if len(starts) else np.zeros(0),
+            columnar.flat(pfcands["genVy"], np.float64)[idx][starts] if len(starts) else np.zeros(0),
+            columnar.flat(pfcands["genVz"], np.float64)[idx][starts] if len(starts) else np.zeros(0),
         ],
         axis=1,
     )

@@ -8,8 +8,9 @@ The fast path of input building works on the flat columns of a chunk:
    index, dropping rows whose jet or target index is invalid and keeping the
    first ``length`` rows of each jet in stored order. It returns the kept-row
    offsets per jet and, per kept row, its link row and its target row.
-2. :func:`gather_rows`, per batch and column: the column's values at the kept
-   rows of the batch, as float32, into a small (cache-resident) scratch matrix.
+2. :func:`gather_columns`, per batch and group of same-dtype columns: their
+   values at the kept rows of the batch, as float32, into a small scratch matrix
+   (row by row, so that the loads of one constituent are in flight together).
 3. :func:`fill_padded_block` / :func:`fill_flat_block`, per batch and input
    block: each variable is computed from the scratch (and the per-jet matrix)
    by its opcode, normalised (weaver's ``center_norm_pad``) and written into its
@@ -38,7 +39,7 @@ __all__ = [
     "OPS",
     "fill_flat_block",
     "fill_padded_block",
-    "gather_rows",
+    "gather_columns",
     "link_layout",
 ]
 
@@ -145,14 +146,8 @@ def _normalize(
     x: float, median: float, factor: float, lower: float, upper: float, replace: float
 ) -> float:
     """weaver's ``center_norm_pad`` of one value."""
-    if not math.isfinite(x) or abs(x) > 1e32:
-        x = replace
-    y = (x - median) * factor
-    if y < lower:
-        return lower
-    if y > upper:
-        return upper
-    return y
+    x = x if abs(x) <= 1e32 else replace  # False for nan and +-inf too
+    return min(max((x - median) * factor, lower), upper)
 
 
 @nb.njit(**_NB)
@@ -205,10 +200,18 @@ def link_layout(
 
 
 @nb.njit(**_NB)
-def gather_rows(out: np.ndarray, column: np.ndarray, rows: np.ndarray, r0: int, r1: int) -> None:
-    """``out[i] = column[rows[r0 + i]]`` (as float32) for ``i < r1 - r0``."""
+def gather_columns(
+    out: np.ndarray, columns: tuple, dest: np.ndarray, rows: np.ndarray, r0: int, r1: int
+) -> None:
+    """``out[dest[k], i] = columns[k][rows[r0 + i]]`` for every column of a same-dtype tuple.
+
+    Row by row, so the loads of one target row from all columns are in flight together.
+    """
+    m = len(columns)
     for i in range(r1 - r0):
-        out[i] = column[rows[r0 + i]]
+        t = rows[r0 + i]
+        for k in range(m):
+            out[dest[k], i] = columns[k][t]
 
 
 @nb.njit(**_NB)
@@ -250,21 +253,53 @@ def fill_padded_block(
             const = consts[v]
             median, factor = norms[v, 0], norms[v, 1]
             lower, upper, replace = norms[v, 2], norms[v, 3], norms[v, 4]
-            for p in range(n):
-                i = start + p
-                if s0:
-                    x = scratch[a0, i]
-                if s1:
-                    y = scratch[a1, i]
-                if s2:
-                    z = scratch[a2, i]
-                if s3:
-                    w = scratch[a3, i]
-                value = _compute(op, float(x), float(y), float(z), float(w), const)
-                out[jj, v, p] = _normalize(value, median, factor, lower, upper, replace)
+            row = out[jj, v]
+            # the common cases get their own loop (no per-element dispatch, vectorisable)
+            if op == 0:
+                one = np.float32(_normalize(1.0, median, factor, lower, upper, replace))
+                for p in range(n):
+                    row[p] = one
+            elif op == 1 and s0:
+                col = scratch[a0, start : start + n]
+                for p in range(n):
+                    row[p] = _normalize(float(col[p]), median, factor, lower, upper, replace)
+            elif op == 11 and s0:
+                col = scratch[a0, start : start + n]
+                for p in range(n):
+                    flag = 1.0 if abs(float(col[p])) == const else 0.0
+                    row[p] = _normalize(flag, median, factor, lower, upper, replace)
+            elif op == 10 and s0:
+                col = scratch[a0, start : start + n]
+                for p in range(n):
+                    row[p] = _normalize(abs(float(col[p])), median, factor, lower, upper, replace)
+            elif op == 13 and s0 and s1:
+                col, den = scratch[a0, start : start + n], scratch[a1, start : start + n]
+                for p in range(n):
+                    d = float(den[p])
+                    q = float(col[p]) / d if d > 0.0 else 0.0
+                    row[p] = _normalize(q, median, factor, lower, upper, replace)
+            elif op == 7 and s0 and not s1:
+                col = scratch[a0, start : start + n]
+                sign = 1.0 if y > 0.0 else -1.0
+                for p in range(n):
+                    e = sign * (float(col[p]) - y)
+                    row[p] = _normalize(e, median, factor, lower, upper, replace)
+            else:
+                for p in range(n):
+                    i = start + p
+                    if s0:
+                        x = scratch[a0, i]
+                    if s1:
+                        y = scratch[a1, i]
+                    if s2:
+                        z = scratch[a2, i]
+                    if s3:
+                        w = scratch[a3, i]
+                    value = _compute(op, float(x), float(y), float(z), float(w), const)
+                    row[p] = _normalize(value, median, factor, lower, upper, replace)
             pad = np.float32(norms[v, 5])
             for p in range(n, length):
-                out[jj, v, p] = pad
+                row[p] = pad
 
 
 @nb.njit(**_NB)

@@ -271,7 +271,9 @@ class _LevelData:
     """One constituent level of a chunk: kept rows per jet, and the scratch columns."""
 
     kept_offsets: np.ndarray  # (n_jets + 1,) kept rows of jet g: kept_offsets[g]:[g+1]
-    columns: tuple[tuple[np.ndarray, np.ndarray], ...]  # (flat column, row index per kept row)
+    n_columns: int  # rows of the scratch matrix
+    # (same-dtype flat columns, their scratch rows, row index into them per kept row)
+    groups: tuple[tuple[tuple[np.ndarray, ...], np.ndarray, np.ndarray], ...]
 
 
 @dataclass
@@ -297,9 +299,9 @@ class _Prepared:
         scratch = {}
         for name, data in self.levels.items():
             r0, r1 = int(data.kept_offsets[j0]), int(data.kept_offsets[j1])
-            buf = _buffer(buffers, f"#scratch/{name}", (len(data.columns), r1 - r0))
-            for k, (column, rows) in enumerate(data.columns):
-                kernels.gather_rows(buf[k], column, rows, r0, r1)
+            buf = _buffer(buffers, f"#scratch/{name}", (data.n_columns, r1 - r0))
+            for columns, dest, rows in data.groups:
+                kernels.gather_columns(buf, columns, dest, rows, r0, r1)
             scratch[name] = buf
         feed = {}
         for bp in plan.blocks:
@@ -373,8 +375,23 @@ def _prepare(plan: _Plan, chunk: _Chunk) -> _Prepared:
             context = _Context(chunk, {lvl.link: link_rows, lvl.target: target_rows, JET: jet_of_row})
             values.update(_numpy_features(plan.numpy_features[name], context, len(link_rows)))
             rows_of[_FEATURE] = np.arange(len(link_rows), dtype=np.int64)
-        columns = tuple((values[key], rows_of[key[0]]) for key in plan.level_columns.get(name, ()))
-        levels[name] = _LevelData(kept, columns)
+        # one gather per (row index, dtype): a tuple of same-dtype columns read row by row
+        groups: dict[tuple[str, np.dtype], list[tuple[int, np.ndarray]]] = {}
+        for k, key in enumerate(plan.level_columns.get(name, ())):
+            column = values[key]
+            groups.setdefault((key[0], column.dtype), []).append((k, column))
+        levels[name] = _LevelData(
+            kept,
+            len(plan.level_columns.get(name, ())),
+            tuple(
+                (
+                    tuple(c for _, c in members),
+                    np.array([k for k, _ in members], dtype=np.int64),
+                    rows_of[coll],
+                )
+                for (coll, _), members in groups.items()
+            ),
+        )
     jets = np.empty((len(plan.jet_columns), n_jets), dtype=np.float32)
     for k, key in enumerate(plan.jet_columns):
         jets[k] = jet_values[key]
@@ -416,15 +433,81 @@ class _EventSource:
 
     def __init__(self, events: Any, jets: Any, names: Mapping[str, str]) -> None:
         self.events, self.jets, self.names = events, jets, names
+        self._collections: dict[str, Any] = {}
+
+    def collection(self, coll: str) -> Any:
+        """The collection ``coll`` (renamed as configured), looked up once."""
+        arr = self._collections.get(coll)
+        if arr is None:
+            if coll == JET and self.jets is not None:
+                arr = self.jets
+            else:
+                arr = self.events[self.names.get(coll, coll)]
+            self._collections[coll] = arr
+        return arr
 
     def column(self, key: Key, num: Any) -> Any:
         coll, fld = key
-        arr = (
-            self.jets
-            if coll == JET and self.jets is not None
-            else self.events[self.names.get(coll, coll)]
-        )
+        arr = self.collection(coll)
         return num(arr, axis=1) if fld == _COUNTS else arr[fld]
+
+    def chunk(self, keys: Sequence[Key]) -> _Chunk:
+        """The flat columns of ``keys`` (eager/virtual input).
+
+        Fast path: a collection laid out as a list of records of 1-d numbers (what
+        NanoEvents and uproot give) is read at the layout level, its offsets once.
+        """
+        by_coll: dict[str, list[str]] = {}
+        for coll, fld in keys:
+            by_coll.setdefault(coll, []).append(fld)
+        counts: dict[str, np.ndarray] = {}
+        flat: dict[Key, np.ndarray] = {}
+        slow: dict[Key, Any] = {}
+        for coll, fields in by_coll.items():
+            got = _record_columns(self.collection(coll), [f for f in fields if f != _COUNTS])
+            if got is None:
+                slow.update({(coll, f): self.column((coll, f), ak.num) for f in fields})
+                continue
+            counts[coll], values = got
+            flat.update({(coll, f): v for f, v in values.items()})
+        if not slow:
+            n_events = {len(c) for c in counts.values()}
+            if len(n_events) > 1:
+                raise ValueError(f"collections have different numbers of events: {n_events}")
+            return _Chunk(n_events.pop() if n_events else 0, counts, flat)
+        chunk = _Chunk.from_arrays(slow)
+        chunk.counts.update(counts)
+        chunk.flat.update(flat)
+        if any(len(c) != chunk.n_events for c in counts.values()):
+            raise ValueError("collections have different numbers of events")
+        return chunk
+
+
+def _record_columns(
+    collection: Any, fields: Sequence[str]
+) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
+    """(counts, {field: flat values}) of a list-of-records layout of 1-d numbers, or None."""
+    try:
+        layout = collection.layout
+        if not isinstance(layout, ak.contents.ListOffsetArray):
+            return None
+        record = layout.content
+        if not isinstance(record, ak.contents.RecordArray):
+            return None
+        offsets = np.asarray(layout.offsets.data)
+        start, stop = int(offsets[0]), int(offsets[-1])
+        values = {}
+        for f in fields:
+            content = record.content(f)
+            if not isinstance(content, ak.contents.NumpyArray) or content.data.ndim != 1:
+                return None
+            data = np.asarray(content.data)
+            if len(data) < stop:
+                return None
+            values[f] = np.ascontiguousarray(data[start:stop])
+        return np.diff(offsets).astype(np.int64, copy=False), values
+    except Exception:  # anything unusual (virtual buffers, typetracers): the generic path
+        return None
 
 
 # --------------------------------------------------------------------------- Tagger
@@ -626,7 +709,9 @@ class Tagger:
 
     def score_columns(self, arrays: Mapping[Key, Any]) -> ak.Array:
         """Scores from jagged per-event columns keyed ``(collection, field)`` (canonical names)."""
-        chunk = _Chunk.from_arrays(arrays)
+        return self._score_chunk(_Chunk.from_arrays(arrays))
+
+    def _score_chunk(self, chunk: _Chunk) -> ak.Array:
         prepared = _prepare(self._plan, chunk)
         return self._wrap(self._run(prepared), prepared.jet_counts)
 
@@ -694,13 +779,13 @@ class Tagger:
                 meta=self._meta(),
             )
         self._check_unselected(source)
-        return self.score_columns({k: source.column(k, ak.num) for k in self._plan.keys})
+        return self._score_chunk(source.chunk(self._plan.keys))
 
     def inputs(self, events_or_jets: Any) -> dict[str, np.ndarray]:
         """The model's input tensors for every jet (eager/virtual input): for inspection and checks."""
         source = self._source(events_or_jets)
         self._check_unselected(source)
-        chunk = _Chunk.from_arrays({k: source.column(k, ak.num) for k in self._plan.keys})
+        chunk = source.chunk(self._plan.keys)
         prepared = _prepare(self._plan, chunk)
         return prepared.batch(self._plan, 0, prepared.n_jets)
 
