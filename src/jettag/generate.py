@@ -35,6 +35,10 @@ __all__ = ["GenerationSummary", "generate", "reconstruct", "simulate_chunk"]
 #: ``run`` number written for simulation and for pseudo-data.
 RUN_NUMBER = {"mc": 1, "data": 100001}
 
+#: Events Pythia generates per call inside a chunk: bounds a worker's memory
+#: (the particle table is ~0.2 MB per event) whatever the chunk size.
+BATCH_EVENTS = 250
+
 #: Muon threshold of the ``fatjet_muon5`` filter (GeV), and its jet-muon dR.
 FILTER_MUON_PT = 5.0
 FILTER_MUON_DR = 0.8
@@ -143,7 +147,7 @@ def simulate_chunk(
     weights: list[np.ndarray] = []
     n_kept = 0
     n_tried = 0
-    batch = n_events
+    batch = min(n_events, BATCH_EVENTS)
     while n_kept < n_events:
         generated = source.next_batch(batch)
         n_tried += len(generated)
@@ -155,9 +159,9 @@ def simulate_chunk(
         weights.append(ak.to_numpy(generated["weight"])[selected[take]])
         n_kept += len(take)
         if n_kept < n_events:
-            # filtered process: ask for enough events to finish, from the efficiency so far
+            # ask for enough events to finish (a filter rejects some), within the memory bound
             efficiency = max(n_kept, 1) / n_tried
-            batch = int(min(20 * n_events, max(50, 1.2 * (n_events - n_kept) / efficiency)))
+            batch = int(min(BATCH_EVENTS, max(50, 1.2 * (n_events - n_kept) / efficiency)))
     merged = {name: ak.concatenate([k[name] for k in kept]) for name in kept[0]}
     first_event = index * chunk_size + 1
     event_fields = {
