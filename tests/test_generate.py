@@ -184,3 +184,19 @@ def test_readme_detector_table_is_current():
         "README detector table is stale: replace it with the output of "
         "python -c 'from jettag.detector import detector_table; print(detector_table())'"
     )
+
+
+def test_zmix_pseudodata_mixture(tmp_path):
+    """QCD + Z pseudo-data: stated proportions, truth of the origin, enhancement in metadata."""
+    out = tmp_path / "zmix.root"
+    generate("zmix", 40, 3, out, tune="data", workers=1, chunk_size=40, progress=False)
+    truth = uproot.open(truth_sidecar_path(out))["Truth"]
+    origin = truth["process"].array(library="np")
+    assert np.bincount(origin, minlength=2).tolist() == [38, 2]  # 95% / 5% of 40
+    meta = read_metadata(out)
+    qcd, z = meta["components"]
+    assert (qcd["process"], z["process"]) == ("qcd", "zqq_all")
+    assert z["fraction"] == 0.05 and 20 < z["enhancement"] < 5000
+    assert "genWeight" not in uproot.open(out)["Events"].keys()
+    bad = _cli("generate", "--process", "zmix", "--events", "5", "--out", str(tmp_path / "y.root"))
+    assert bad.returncode == 2 and "tune data" in bad.stderr and "Traceback" not in bad.stderr

@@ -71,6 +71,12 @@ def _add_generate(subparsers: argparse._SubParsersAction) -> None:
 
 def _run_generate(args: argparse.Namespace) -> int:
     from jettag.generate import generate
+    from jettag.processes import get_process
+
+    try:
+        get_process(args.process).pythia_settings(args.tune)
+    except ValueError as err:
+        raise UserError(str(err)) from None
 
     summary = generate(
         process=args.process,

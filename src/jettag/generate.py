@@ -28,7 +28,7 @@ import numpy as np
 from jettag import __version__
 from jettag.detector import RESPONSES, DetectorResponse
 from jettag.processes import TUNES, Process, get_process
-from jettag.pythia import PythiaSource, pythia_seed
+from jettag.pythia import make_source, pythia_seed
 
 __all__ = ["GenerationSummary", "generate", "reconstruct", "simulate_chunk"]
 
@@ -123,7 +123,7 @@ class ChunkResult:
     collections: dict[str, ak.Array]
     event_fields: dict[str, np.ndarray]
     n_tried: int
-    cross_section_pb: float
+    cross_sections_pb: dict[str, float]
     seconds: float
 
 
@@ -142,9 +142,10 @@ def simulate_chunk(
     is_mc = tune == "mc"
     response = RESPONSES[tune]
     pseed, rng = _chunk_seeds(seed, proc, tune, index)
-    source = PythiaSource(proc, tune, pseed)
+    source = make_source(proc, tune, pseed)
     kept: list[dict[str, ak.Array]] = []
     weights: list[np.ndarray] = []
+    components: list[np.ndarray] = []
     n_kept = 0
     n_tried = 0
     batch = min(n_events, BATCH_EVENTS)
@@ -157,6 +158,8 @@ def simulate_chunk(
         take = np.arange(min(len(selected), n_events - n_kept))
         kept.append({k: v[take] for k, v in collections.items()})
         weights.append(ak.to_numpy(generated["weight"])[selected[take]])
+        if "component" in generated.fields:
+            components.append(ak.to_numpy(generated["component"])[selected[take]])
         n_kept += len(take)
         if n_kept < n_events:
             # ask for enough events to finish (a filter rejects some), within the memory bound
@@ -176,12 +179,15 @@ def simulate_chunk(
         "PV_y": np.zeros(n_events, np.float32),
         "PV_z": np.zeros(n_events, np.float32),
     }
+    if components:
+        # which component of a mixture made each event: truth, for the sidecar
+        event_fields["truth_process"] = np.concatenate(components).astype(np.int32)
     return ChunkResult(
         index=index,
         collections=merged,
         event_fields=event_fields,
         n_tried=n_tried,
-        cross_section_pb=source.cross_section_pb(),
+        cross_sections_pb=source.cross_sections_pb(),
         seconds=time.perf_counter() - start,
     )
 
@@ -197,7 +203,7 @@ class GenerationSummary:
     n_tried: int
     out: Path
     seconds: float
-    cross_section_pb: float
+    cross_sections_pb: dict[str, float]
     truth_sidecar: Path | None = None
     chunk_seconds: list[float] = field(default_factory=list)
 
@@ -209,8 +215,8 @@ class GenerationSummary:
         """A one-paragraph human summary."""
         lines = [
             f"wrote {self.n_events} {self.process} events (tune {self.tune}, seed {self.seed}) to {self.out}",
-            f"  {self.n_tried} generated, filter efficiency {self.filter_efficiency:.4f}, "
-            f"sigma(gen) = {self.cross_section_pb:.4g} pb",
+            f"  {self.n_tried} generated, filter efficiency {self.filter_efficiency:.4f}, sigma(gen) = "
+            + ", ".join(f"{v:.4g} pb ({k})" for k, v in self.cross_sections_pb.items()),
             f"  {self.seconds:.1f} s wall, {self.n_events / max(self.seconds, 1e-9):.1f} events/s",
         ]
         if self.truth_sidecar is not None:
@@ -229,9 +235,33 @@ def _metadata(proc: Process, tune: str, seed: int, chunk_size: int) -> dict:
         "chunk_size": chunk_size,
         "weighted": bool(proc.bias) and tune == "mc",
         "event_filter": proc.event_filter,
-        "pythia_settings": list(proc.pythia_settings(tune)),
+        "pythia_settings": list(proc.pythia_settings(tune)) if not proc.components else {
+            name: list(get_process(name).pythia_settings(tune)) for name, _ in proc.components
+        },
         "detector": asdict(RESPONSES[tune]),
     }
+
+
+def _mean_cross_sections(per_chunk: list[dict[str, float]]) -> dict[str, float]:
+    names = {k for chunk in per_chunk for k in chunk}
+    return {k: float(np.mean([c[k] for c in per_chunk if k in c])) for k in sorted(names)}
+
+
+def _mixture_metadata(proc: Process, sigma: dict[str, float]) -> dict:
+    """For a mixture: each component's fraction and its enhancement over nature.
+
+    The enhancement of component i is (f_i / f_0) / (sigma_i / sigma_0), relative
+    to the first component (QCD for ``zmix``), with Pythia's generated cross
+    sections for each component's own phase space.
+    """
+    if not proc.components or not sigma:
+        return {}
+    first, f0 = proc.components[0]
+    rows = []
+    for name, fraction in proc.components:
+        ratio = sigma.get(name, float("nan")) / sigma.get(first, float("nan"))
+        rows.append({"process": name, "fraction": fraction, "enhancement": (fraction / f0) / ratio})
+    return {"components": rows}
 
 
 def generate(
@@ -253,6 +283,7 @@ def generate(
     proc = get_process(process)
     if tune not in RESPONSES:
         raise ValueError(f"unknown tune {tune!r}; known tunes: {', '.join(RESPONSES)}")
+    proc.pythia_settings(tune)  # a process may be restricted to some tunes
     if n_events <= 0 or chunk_size <= 0 or workers <= 0:
         raise ValueError("events, chunk size and workers must be positive")
     out = Path(out)
@@ -261,7 +292,7 @@ def generate(
     ]
     start = time.perf_counter()
     n_tried = 0
-    xsecs: list[float] = []
+    xsecs: list[dict[str, float]] = []
     chunk_seconds: list[float] = []
     is_mc = tune == "mc"
     writer = PFNanoWriter(out, is_mc=is_mc, metadata=_metadata(proc, tune, seed, chunk_size))
@@ -271,7 +302,7 @@ def generate(
         nonlocal n_tried
         writer.write(result.collections, result.event_fields)
         n_tried += result.n_tried
-        xsecs.append(result.cross_section_pb)
+        xsecs.append(result.cross_sections_pb)
         chunk_seconds.append(result.seconds)
         bar.update(len(result.event_fields["event"]))
 
@@ -291,10 +322,12 @@ def generate(
                     consume(pending.popleft().result())
     finally:
         bar.close()
+        sigma = _mean_cross_sections(xsecs)
         writer.metadata.update(
             n_generated=n_tried,
             filter_efficiency=writer.n_written / n_tried if n_tried else None,
-            cross_section_pb=float(np.mean(xsecs)) if xsecs else None,
+            cross_sections_pb=sigma,
+            **_mixture_metadata(proc, sigma),
         )
         writer.close()
     return GenerationSummary(
@@ -305,7 +338,7 @@ def generate(
         n_tried=n_tried,
         out=out,
         seconds=time.perf_counter() - start,
-        cross_section_pb=float(np.mean(xsecs)) if xsecs else float("nan"),
+        cross_sections_pb=sigma,
         truth_sidecar=None if is_mc else truth_sidecar_path(out),
         chunk_seconds=chunk_seconds,
     )

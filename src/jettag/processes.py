@@ -112,11 +112,15 @@ class Process:
     #: fraction of events generated with every weakly decaying B hadron forced
     #: into its decay channels with a muon (see ``jettag.pythia``); 0 = natural
     forced_muon_fraction: float = 0.0
+    #: a mixture of other processes in fixed proportions: ((name, fraction), ...)
+    components: tuple[tuple[str, float], ...] = ()
+    #: the tunes this process may be generated with
+    tunes: tuple[str, ...] = ("mc", "data")
 
     def pythia_settings(self, tune: str) -> tuple[str, ...]:
         """Every Pythia setting for this process under ``tune``."""
-        if tune not in TUNES:
-            raise ValueError(f"unknown tune {tune!r}; known tunes: {', '.join(TUNES)}")
+        if tune not in self.tunes:
+            raise ValueError(f"process {self.name!r} is generated with tune {' or '.join(self.tunes)}, not {tune!r}")
         bias = self.bias if tune == "mc" else ()
         return (*COMMON_SETTINGS, *self.settings, *bias, *TUNES[tune])
 
@@ -153,6 +157,20 @@ PROCESSES: dict[str, Process] = {
         (*_WIDE_X_PLUS_JET, "25:onIfAny = 1 2 3"),
         bias=_X_PT_BIAS,
         resonance=25,
+    ),
+    "zqq_all": Process(
+        "zqq_all",
+        "Z(->qq, all five flavours, natural branching ratios)+jet, pT-hat > 250 GeV",
+        (*_Z_PLUS_JET, "23:onIfAny = 1 2 3 4 5"),
+        resonance=23,
+    ),
+    "zmix": Process(
+        "zmix",
+        "pseudo-data for the Z->bb proxy: unweighted QCD (95%) and Z(->qq)+jet (5%) events, "
+        "mixed in fixed proportions (the Z enhancement over nature is in the metadata)",
+        (),
+        components=(("qcd", 0.95), ("zqq_all", 0.05)),
+        tunes=("data",),
     ),
     "gbb_mu": Process(
         "gbb_mu",

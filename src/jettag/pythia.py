@@ -39,7 +39,15 @@ import numpy as np
 
 from jettag.processes import Process
 
-__all__ = ["WEAK_B_HADRONS", "PythiaSource", "forced_decay_weights", "pythia_seed", "to_particle_table"]
+__all__ = [
+    "WEAK_B_HADRONS",
+    "MixtureSource",
+    "PythiaSource",
+    "forced_decay_weights",
+    "make_source",
+    "pythia_seed",
+    "to_particle_table",
+]
 
 #: Weakly decaying B hadrons (their antiparticles share the decay table).
 WEAK_B_HADRONS: tuple[int, ...] = (511, 521, 531, 541, 5122, 5132, 5232, 5332)
@@ -204,6 +212,56 @@ class PythiaSource:
         """Pythia's own ``nextBatch`` output, untouched (for benchmarks)."""
         return self._pythia.nextBatch(n_events)
 
-    def cross_section_pb(self) -> float:
-        """Pythia's estimate of the generated cross section, in pb."""
-        return float(self._pythia.infoPython().sigmaGen()) * 1e9
+    def cross_sections_pb(self) -> dict[str, float]:
+        """Pythia's estimate of the generated cross section, in pb, by process name."""
+        return {self.process.name: float(self._pythia.infoPython().sigmaGen()) * 1e9}
+
+
+class MixtureSource:
+    """Events of several processes in fixed proportions, shuffled (``Process.components``).
+
+    Each batch holds ``round(fraction * n)`` events of each component (the last
+    takes the rest), in a random order drawn from the seed; the field
+    ``component`` tells which component (index into ``process.components``)
+    made each event. Events are unweighted: a mixture is pseudo-data.
+    """
+
+    def __init__(self, process: Process, tune: str, seed: int):
+        from jettag.processes import get_process
+
+        self.process = process
+        sequences = np.random.SeedSequence([seed, 7]).spawn(len(process.components) + 1)
+        self._sources = [
+            PythiaSource(get_process(name), tune, pythia_seed(ss))
+            for (name, _), ss in zip(process.components, sequences, strict=False)
+        ]
+        self._fractions = np.array([f for _, f in process.components])
+        self._rng = np.random.default_rng(sequences[-1])
+
+    def next_batch(self, n_events: int) -> ak.Array:
+        """``n_events`` mixed events: ``{particles, weight, component}`` records."""
+        sizes = np.round(self._fractions * n_events).astype(int)
+        sizes[-1] = n_events - sizes[:-1].sum()
+        parts = []
+        for index, (source, size) in enumerate(zip(self._sources, sizes, strict=True)):
+            if size > 0:
+                batch = source.next_batch(int(size))
+                batch = ak.with_field(batch, np.full(len(batch), index, np.int32), "component")
+                parts.append(ak.with_field(batch, np.ones(len(batch)), "weight"))
+        mixed = ak.concatenate(parts)
+        return mixed[self._rng.permutation(len(mixed))]
+
+    def cross_sections_pb(self) -> dict[str, float]:
+        """Each component's generated cross section, in pb."""
+        out: dict[str, float] = {}
+        for source in self._sources:
+            out.update(source.cross_sections_pb())
+        return out
+
+
+def make_source(process: Process, tune: str, seed: int) -> PythiaSource | MixtureSource:
+    """The event source of ``process``: one Pythia, or a mixture of them."""
+    process.pythia_settings(tune)  # validates the tune for this process
+    if process.components:
+        return MixtureSource(process, tune, seed)
+    return PythiaSource(process, tune, seed)
