@@ -23,6 +23,7 @@ from jettag.tagger import (
     Tagger,
     UnknownFeatureError,
     get_feature,
+    kernels,
     register_feature,
     session_stats,
 )
@@ -208,6 +209,75 @@ def test_layout_rows_groups_and_truncates():
     assert list(lay.jet) == [0, 0, 1, 1, 3]
     assert list(lay.pos) == [0, 1, 0, 1, 0]
     assert list(lay.offsets) == [0, 2, 4, 4, 5]
+
+
+def test_kernel_layout_matches_numpy_layout():
+    """The fused kernels' link layout (counting sort) against padding.layout_rows."""
+    rng = np.random.default_rng(11)
+    n_events, length = 40, 3
+    jet_counts = rng.integers(0, 4, n_events)
+    link_counts = rng.integers(0, 9, n_events)
+    target_counts = rng.integers(0, 6, n_events)
+    jet_idx = np.concatenate(
+        [rng.integers(-1, c + 1, n) for c, n in zip(jet_counts, link_counts, strict=True)]
+    )
+    tgt_idx = np.concatenate(
+        [rng.integers(-1, c + 1, n) for c, n in zip(target_counts, link_counts, strict=True)]
+    )
+    off = lambda c: np.concatenate([[0], np.cumsum(c)]).astype(np.int64)  # noqa: E731
+    jet_off, link_off, tgt_off = off(jet_counts), off(link_counts), off(target_counts)
+    kept, link_rows, target_rows = kernels.link_layout(
+        jet_off, link_off, tgt_off, jet_idx.astype(np.int32), tgt_idx.astype(np.int32), length
+    )
+    ev = np.repeat(np.arange(n_events), link_counts)
+    valid = (jet_idx >= 0) & (jet_idx < jet_counts[ev]) & (tgt_idx >= 0)
+    valid &= tgt_idx < target_counts[ev]
+    rows = np.flatnonzero(valid)
+    lay = layout_rows((jet_off[ev] + jet_idx)[rows], int(jet_off[-1]), length)
+    assert list(kept) == list(lay.offsets)
+    assert list(link_rows) == list(rows[lay.rows])
+    assert list(target_rows) == list((tgt_off[ev] + tgt_idx)[rows[lay.rows]])
+
+
+def test_builtin_kernels_match_feature_functions():
+    """Every built-in feature's kernel opcode gives what its numpy definition gives; the
+    numpy definitions run through jettag's path for user features (no opcode)."""
+    events = ak.zip(_tiny_events(), depth_limit=1)
+    available = {f"{c}.{f}" for c in events.fields for f in events[c].fields}
+    info = {"median": 0.5, "norm_factor": 2.0, "lower_bound": -50, "upper_bound": 50}
+    info |= {"replace_inf_value": 7.0, "pad": -3.0}
+    blocks = {"pfcand": ("pf", 8), "sv": ("sv", 3), "jet": ("jet", None)}
+    names = {lvl: [] for lvl in blocks}
+    for name, f in FEATURES.items():
+        if f.kernel is not None and set(f.columns) <= available:
+            names[f.level].append(name)
+    assert len(names["pfcand"]) > 30 and len(names["sv"]) > 15 and len(names["jet"]) >= 8
+    copies = []
+    try:
+        for lvl in names:
+            for name in names[lvl]:
+                f = FEATURES[name]
+                copies.append(f"numpy_{name}")
+                g = register_feature(copies[-1], f.func, level=f.level, columns=f.columns)
+                assert g.kernel is None
+        for lvl, (tag, length) in blocks.items():
+            pp = {"input_names": [], "output_names": ["probA"]}
+            for kind, vars_ in (("k", names[lvl]), ("n", [f"numpy_{v}" for v in names[lvl]])):
+                pp["input_names"].append(f"{tag}_{kind}")
+                pp[f"{tag}_{kind}"] = {
+                    "var_names": vars_,
+                    "var_infos": {v: info for v in vars_},
+                    "var_length": length,
+                }
+            weights = {n: np.ones((len(names[lvl]), 1), np.float32) for n in pp["input_names"]}
+            x = Tagger(masked_sum_model(pp, weights), pp).inputs(events)
+            np.testing.assert_allclose(
+                x[f"{tag}_k"], x[f"{tag}_n"], rtol=2e-6, atol=2e-5, err_msg=lvl
+            )
+            assert np.isfinite(x[f"{tag}_k"]).all()
+    finally:
+        for name in copies:
+            FEATURES.pop(name, None)
 
 
 # --------------------------------------------------------------------------- jet-level models

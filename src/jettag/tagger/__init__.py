@@ -4,7 +4,9 @@ Modules, one idea each:
 
 * :mod:`~jettag.tagger.preprocess`: weaver's ``preprocess.json`` data model, validated at load;
 * :mod:`~jettag.tagger.features`: the registry of PFNano feature definitions;
-* :mod:`~jettag.tagger.padding`: jagged -> padded tensors by index arithmetic;
+* :mod:`~jettag.tagger.padding`: jagged -> padded tensors by index arithmetic (numpy reference);
+* :mod:`~jettag.tagger.kernels`: the fused numba kernels (layout, gather, feature,
+  normalisation, padding in one pass per input block) that the tagger runs;
 * :mod:`~jettag.tagger.session`: onnxruntime sessions (one per process) and model validation;
 * :mod:`~jettag.tagger.tagger`: the user API, :class:`Tagger`;
 * :mod:`~jettag.tagger.friend`: scoring ROOT files into a friend tree (``jettag tag``).

@@ -264,7 +264,9 @@ def _reg(
     feature = register_feature(name, func, doc=doc, level=level)
     if kernel is not None:
         op, cols, *const = kernel
-        FEATURES[name] = replace(feature, kernel=(op, tuple(cols), float(const[0]) if const else 0.0))
+        FEATURES[name] = replace(
+            feature, kernel=(op, tuple(cols), float(const[0]) if const else 0.0)
+        )
 
 
 def _pf(field: str) -> Callable[[FeatureContext], np.ndarray]:

@@ -231,7 +231,7 @@ def fill_padded_block(
     ``scratch[:, i]``: gathered columns of kept row ``kept_offsets[j0] + i``;
     ``jets[:, g]``: jet columns of global jet ``g``; ``args[v, k]``: the column of
     argument ``k`` of variable ``v`` (``>= 0`` scratch row, ``< 0`` jet row ``-a-1``),
-    only the first ``arity`` of them are read (``ARITY[ops[v]]``).
+    only the first ``arity`` of them are read (the opcode's arity in :data:`OPS`).
     """
     n_batch, n_vars, length = out.shape
     r0 = kept_offsets[j0]
@@ -278,6 +278,28 @@ def fill_padded_block(
                     d = float(den[p])
                     q = float(col[p]) / d if d > 0.0 else 0.0
                     row[p] = _normalize(q, median, factor, lower, upper, replace)
+            elif op == 2 and s0:
+                col = scratch[a0, start : start + n]
+                for p in range(n):
+                    lx = _log(float(col[p]))
+                    row[p] = _normalize(lx, median, factor, lower, upper, replace)
+            elif op == 5 and s0 and s1 and s2:
+                pt, eta = scratch[a0, start : start + n], scratch[a1, start : start + n]
+                mass = scratch[a2, start : start + n]
+                for p in range(n):
+                    le = _log(_energy(float(pt[p]), float(eta[p]), float(mass[p])))
+                    row[p] = _normalize(le, median, factor, lower, upper, replace)
+            elif op == 12 and s0:
+                col = scratch[a0, start : start + n]
+                for p in range(n):
+                    c = float(col[p])
+                    c = 999.0 if c == -1.0 else math.floor(c)
+                    row[p] = _normalize(c, median, factor, lower, upper, replace)
+            elif op == 8 and s0 and not s1:
+                col = scratch[a0, start : start + n]
+                for p in range(n):
+                    d = _dphi(float(col[p]), y)
+                    row[p] = _normalize(d, median, factor, lower, upper, replace)
             elif op == 7 and s0 and not s1:
                 col = scratch[a0, start : start + n]
                 sign = 1.0 if y > 0.0 else -1.0
@@ -325,4 +347,6 @@ def fill_flat_block(
             for k in range(_ARITY[op]):
                 vals[k] = jets[-args[v, k] - 1, j]
             x = _compute(op, vals[0], vals[1], vals[2], vals[3], consts[v])
-            out[jj, v] = _normalize(x, norms[v, 0], norms[v, 1], norms[v, 2], norms[v, 3], norms[v, 4])
+            out[jj, v] = _normalize(
+                x, norms[v, 0], norms[v, 1], norms[v, 2], norms[v, 3], norms[v, 4]
+            )

@@ -1,5 +1,7 @@
-"""Jagged -> padded tensors by index arithmetic on flat arrays.
+"""Jagged -> padded tensors by index arithmetic on flat arrays, in plain numpy.
 
+The numpy statement of what :mod:`jettag.tagger.kernels` does fused in numba
+(the tagger runs the kernels; tests hold the kernels to these functions).
 No per-variable ``ak.pad_none``: the rows of a link table (``FatJetPFCands``) are
 grouped by global jet index once (a stable sort, skipped when already grouped,
 as PFNano writes them), each row gets its slot ``pos`` inside its jet, rows with

@@ -36,11 +36,18 @@ class ModelValidationError(ValueError):
 
 @dataclass(frozen=True)
 class SessionOptions:
-    """How to run a model: execution providers and thread counts (None: onnxruntime's default)."""
+    """How to run a model: execution providers and thread counts (None: onnxruntime's default).
+
+    ``spinning``: whether onnxruntime's idle intra-op threads busy-wait for work.
+    Off by default: jettag builds the next batch's inputs in a thread while a
+    batch runs, and spinning threads would take the CPU that thread needs (the
+    inference alone runs as fast either way).
+    """
 
     providers: tuple[str, ...] = ("CPUExecutionProvider",)
     intra_op_threads: int | None = None
     inter_op_threads: int | None = None
+    spinning: bool = False
 
 
 def resolve_providers(device: str | Sequence[str] = "cpu") -> tuple[str, ...]:
@@ -96,6 +103,9 @@ def get_session(model_bytes: bytes, digest: str, options: SessionOptions) -> ort
         if options.inter_op_threads is not None:
             so.inter_op_num_threads = options.inter_op_threads
         so.log_severity_level = 3
+        so.add_session_config_entry(
+            "session.intra_op.allow_spinning", "1" if options.spinning else "0"
+        )
         session = ort.InferenceSession(
             model_bytes, sess_options=so, providers=list(options.providers)
         )

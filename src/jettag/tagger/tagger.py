@@ -139,7 +139,14 @@ class _Plan:
             consts = np.zeros(n, dtype=np.float64)
             norms = np.array(
                 [
-                    (i.median, i.norm_factor, i.lower_bound, i.upper_bound, i.replace_inf_value, i.pad)
+                    (
+                        i.median,
+                        i.norm_factor,
+                        i.lower_bound,
+                        i.upper_bound,
+                        i.replace_inf_value,
+                        i.pad,
+                    )
                     for i in block.var_infos
                 ],
                 dtype=np.float64,
@@ -372,7 +379,9 @@ def _prepare(plan: _Plan, chunk: _Chunk) -> _Prepared:
         values = dict(chunk.flat)
         if name in plan.numpy_features:
             jet_of_row = np.repeat(np.arange(n_jets, dtype=np.int64), np.diff(kept))
-            context = _Context(chunk, {lvl.link: link_rows, lvl.target: target_rows, JET: jet_of_row})
+            context = _Context(
+                chunk, {lvl.link: link_rows, lvl.target: target_rows, JET: jet_of_row}
+            )
             values.update(_numpy_features(plan.numpy_features[name], context, len(link_rows)))
             rows_of[_FEATURE] = np.arange(len(link_rows), dtype=np.int64)
         # one gather per (row index, dtype): a tuple of same-dtype columns read row by row
