@@ -45,7 +45,8 @@ __all__ = ["FatJetResult", "cluster_fatjets"]
 _RECLUSTER_R = 10.0
 _NSUB_AXES = "OnePass_KT_Axes"
 _NSUB_MEASURE = "NormalizedMeasure"
-_ECF_MAX_SUBJETS = 32
+_ECF_MAX_SUBJETS = 48  # inputs of N2 (three-point sums)
+_ECF_MAX_SUBJETS_N3 = 20  # inputs of N3 (four-point sums, O(n^4))
 
 _FATJET_FLOAT_FIELDS = (
     "pt",
@@ -118,11 +119,13 @@ def _ptyphi(px, py, pz, energy):
 
 
 @numba.njit(cache=True)
-def _ecf_n2_n3(offsets, pt, rap, phi):  # pragma: no cover - compiled
+def _ecf_n2_n3(offsets, pt, rap, phi, max_n3):  # pragma: no cover - compiled
     """Per jet, N2 = e3^(2)/(e2^(1))^2 and N3 = e4^(2)/(e3^(1))^2 (beta=1, pt-R measure).
 
-    Same definitions as fastjet-contrib's ``EnergyCorrelatorNseries`` (agrees to 1e-13);
-    NaN when a denominator vanishes.
+    Same definitions as fastjet-contrib's ``EnergyCorrelatorNseries`` (agrees to 1e-13 on
+    the same inputs); NaN when a denominator vanishes. N2 (three-point sums) uses all inputs;
+    N3's O(n^4) four-point sums use the first ``max_n3`` inputs (with their own normalisation),
+    the e3 of N3's denominator the same ones.
     """
     nj = len(offsets) - 1
     n2 = np.full(nj, np.nan)
@@ -132,7 +135,6 @@ def _ecf_n2_n3(offsets, pt, rap, phi):  # pragma: no cover - compiled
         n = offsets[j + 1] - a
         if n < 2:
             continue
-        z = pt[a : a + n] / pt[a : a + n].sum()
         dr = np.zeros((n, n))
         for i in range(n):
             for k in range(i + 1, n):
@@ -142,10 +144,10 @@ def _ecf_n2_n3(offsets, pt, rap, phi):  # pragma: no cover - compiled
                 r = np.sqrt((rap[a + i] - rap[a + k]) ** 2 + dphi * dphi)
                 dr[i, k] = r
                 dr[k, i] = r
+        # N2 on all inputs
+        z = pt[a : a + n] / pt[a : a + n].sum()
         e2 = 0.0
-        e31 = 0.0
         e32 = 0.0
-        e42 = 0.0
         for i in range(n):
             for k in range(i + 1, n):
                 zik = z[i] * z[k]
@@ -158,10 +160,22 @@ def _ecf_n2_n3(offsets, pt, rap, phi):  # pragma: no cover - compiled
                         r2, r3 = r3, r2
                     if r1 > r2:
                         r1, r2 = r2, r1
-                    zikm = zik * z[m]
+                    e32 += zik * z[m] * r1 * r2
+        if e2 > 0.0:
+            n2[j] = e32 / (e2 * e2)
+        # N3 on the hardest max_n3 inputs
+        n4 = min(n, max_n3)
+        z4 = pt[a : a + n4] / pt[a : a + n4].sum()
+        e31 = 0.0
+        e42 = 0.0
+        for i in range(n4):
+            for k in range(i + 1, n4):
+                zik = z4[i] * z4[k]
+                for m in range(k + 1, n4):
+                    r1 = min(dr[i, k], dr[i, m], dr[k, m])
+                    zikm = zik * z4[m]
                     e31 += zikm * r1
-                    e32 += zikm * r1 * r2
-                    for q in range(m + 1, n):
+                    for q in range(m + 1, n4):
                         s1 = np.inf
                         s2 = np.inf
                         for r in (dr[i, k], dr[i, m], dr[i, q], dr[k, m], dr[k, q], dr[m, q]):
@@ -170,9 +184,7 @@ def _ecf_n2_n3(offsets, pt, rap, phi):  # pragma: no cover - compiled
                                 s1 = r
                             elif r < s2:
                                 s2 = r
-                        e42 += zikm * z[q] * s1 * s2
-        if e2 > 0.0:
-            n2[j] = e32 / (e2 * e2)
+                        e42 += zikm * z4[q] * s1 * s2
         if e31 > 0.0:
             n3[j] = e42 / (e31 * e31)
     return n2, n3
@@ -471,20 +483,21 @@ def cluster_fatjets(
     msd = np.sqrt(np.maximum(sd_p4[:, 3] ** 2 - (sd_p4[:, :3] ** 2).sum(axis=1), 0.0))
     n_groomed = np.bincount(jet_of_cons[in_groomed], minlength=njets).astype(np.int64)
     g_p4 = _jagged_p4(columnar.offsets(n_groomed), *(x[in_groomed] for x in cons_p4))
-    # N2, N3 with an exact numba kernel on at most _ECF_MAX_SUBJETS exclusive kT subjets of the
-    # groomed jet (the O(n^4) N3 is otherwise ~50 ms for a 100-constituent jet); kT merges the
-    # softest, most collinear particles first, which changes N2/N3 by <~1% (0.1% on average).
+    # N2 and N3 with an exact numba kernel on the exclusive kT subjets of the groomed jet, at
+    # most _ECF_MAX_SUBJETS for N2 and _ECF_MAX_SUBJETS_N3 for the O(n^4) N3 (on all of a
+    # 100-constituent jet N3 costs ~50 ms); kT merges the softest, most collinear particles
+    # first: against all constituents N2 changes by < 0.3% and N3 by < 1.3% in 90% of jets.
     kt_cs = fastjet.ClusterSequence(g_p4, fastjet.JetDefinition(fastjet.kt_algorithm, _RECLUSTER_R))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        reduced = kt_cs.exclusive_jets_up_to(_ECF_MAX_SUBJETS)
-    r_pt, r_rap, r_phi = _ptyphi(*(columnar.flat(reduced[k]) for k in ("px", "py", "pz", "E")))
-    n2, n3 = _ecf_n2_n3(
-        columnar.offsets(np.asarray(ak.to_numpy(ak.num(reduced, axis=1)), dtype=np.int64)),
-        r_pt,
-        r_rap,
-        r_phi,
-    )
+
+    def ecf_inputs(n_max: int):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            reduced = kt_cs.exclusive_jets_up_to(n_max)
+        pt_rap_phi = _ptyphi(*(columnar.flat(reduced[k]) for k in ("px", "py", "pz", "E")))
+        return (columnar.offsets(columnar.counts(reduced)), *pt_rap_phi)
+
+    n2, _ = _ecf_n2_n3(*ecf_inputs(_ECF_MAX_SUBJETS), 0)
+    _, n3 = _ecf_n2_n3(*ecf_inputs(_ECF_MAX_SUBJETS_N3), _ECF_MAX_SUBJETS_N3)
     # CMS's ECFAdder writes -1 unless the groomed jet has more than N constituents
     n2 = np.where(np.isfinite(n2) & (n_groomed > 2), n2, -1.0)
     n3 = np.where(np.isfinite(n3) & (n_groomed > 3), n3, -1.0)

@@ -225,8 +225,13 @@ def fill_padded_block(
     args: np.ndarray,
     consts: np.ndarray,
     norms: np.ndarray,
+    filled: np.ndarray,
 ) -> None:
     """Fill ``out`` (n_batch, n_vars, length) for jets ``j0 .. j0 + n_batch``.
+
+    ``filled[jj]``: slots ``filled[jj]:length`` of jet row ``jj`` already hold the
+    pad values (a reused buffer); only slots below it are padded, then it is set
+    to the jet's number of constituents. ``length`` for a fresh buffer.
 
     ``scratch[:, i]``: gathered columns of kept row ``kept_offsets[j0] + i``;
     ``jets[:, g]``: jet columns of global jet ``g``; ``args[v, k]``: the column of
@@ -320,8 +325,9 @@ def fill_padded_block(
                     value = _compute(op, float(x), float(y), float(z), float(w), const)
                     row[p] = _normalize(value, median, factor, lower, upper, replace)
             pad = np.float32(norms[v, 5])
-            for p in range(n, length):
+            for p in range(n, min(filled[jj], length)):
                 row[p] = pad
+        filled[jj] = n
 
 
 @nb.njit(**_NB)

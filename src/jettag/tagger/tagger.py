@@ -317,7 +317,9 @@ class _Prepared:
                 out = _buffer(buffers, block.name, (nb, len(bp.features)))
                 kernels.fill_flat_block(out, self.jets, j0, bp.ops, bp.args, bp.consts, bp.norms)
             else:
-                out = _buffer(buffers, block.name, (nb, len(bp.features), block.length))
+                out, filled = _padded_buffer(
+                    buffers, block.name, (nb, len(bp.features), block.length)
+                )
                 kernels.fill_padded_block(
                     out,
                     scratch[bp.level.name],
@@ -328,9 +330,23 @@ class _Prepared:
                     bp.args,
                     bp.consts,
                     bp.norms,
+                    filled,
                 )
             feed[block.name] = out
         return feed
+
+
+def _padded_buffer(
+    buffers: dict[str, np.ndarray], key: str, shape: tuple[int, int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """A (n_batch, n_vars, length) buffer and, per jet row, from which slot on it is
+    known to hold the pads already (``length``: nothing known, a fresh buffer)."""
+    size = shape[0] * shape[1] * shape[2]
+    flat, filled = buffers.get(key), buffers.get(f"#filled/{key}")
+    if flat is None or filled is None or flat.size < size or len(filled) < shape[0]:
+        flat = buffers[key] = np.empty(max(size, 1), dtype=np.float32)
+        filled = buffers[f"#filled/{key}"] = np.full(max(shape[0], 1), shape[2], np.int64)
+    return flat[:size].reshape(shape), filled
 
 
 def _buffer(buffers: dict[str, np.ndarray], key: str, shape: tuple[int, ...]) -> np.ndarray:
