@@ -15,7 +15,8 @@ The fast path of input building works on the flat columns of a chunk:
    block: each variable is computed from the scratch (and the per-jet matrix)
    by its opcode, normalised (weaver's ``center_norm_pad``) and written into its
    slot of the (batch, n_vars, length) tensor; slots beyond a jet's constituents
-   get the ``pad`` value. One write per output element.
+   get the ``pad`` value (in a reused batch buffer, only the slots that do not
+   hold it already). At most one write per output element.
 
 The arithmetic is done in float64 and rounded once to float32. Every kernel
 releases the GIL (``nogil=True``), so building batch k+1 overlaps with
