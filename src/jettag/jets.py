@@ -211,6 +211,14 @@ def _dr2(rap1, phi1, rap2, phi2):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True)
+def _store_p4(out, px, py, pz, e, i):  # pragma: no cover - compiled
+    out[0] = px[i]
+    out[1] = py[i]
+    out[2] = pz[i]
+    out[3] = e[i]
+
+
+@numba.njit(cache=True)
 def _softdrop_kernel(offsets, px, py, pz, e, beta, zcut, r0, in_groomed, out_sd, out_sub):  # pragma: no cover
     """Cambridge/Aachen clustering of each jet's constituents, then soft-drop declustering.
 
@@ -308,25 +316,13 @@ def _softdrop_kernel(offsets, px, py, pz, e, beta, zcut, r0, in_groomed, out_sd,
             z = pt2 / (pt1 + pt2) if pt1 + pt2 > 0.0 else 0.0
             dr = np.sqrt(_dr2(nrap[p1], nphi[p1], nrap[p2], nphi[p2]))
             if z > zcut * (dr / r0) ** beta:
-                out_sub[j, 0, 0] = npx[p1]
-                out_sub[j, 0, 1] = npy[p1]
-                out_sub[j, 0, 2] = npz[p1]
-                out_sub[j, 0, 3] = ne[p1]
-                out_sub[j, 1, 0] = npx[p2]
-                out_sub[j, 1, 1] = npy[p2]
-                out_sub[j, 1, 2] = npz[p2]
-                out_sub[j, 1, 3] = ne[p2]
+                _store_p4(out_sub[j, 0], npx, npy, npz, ne, p1)
+                _store_p4(out_sub[j, 1], npx, npy, npz, ne, p2)
                 break
             node = p1
-        out_sd[j, 0] = npx[node]
-        out_sd[j, 1] = npy[node]
-        out_sd[j, 2] = npz[node]
-        out_sd[j, 3] = ne[node]
+        _store_p4(out_sd[j], npx, npy, npz, ne, node)
         if parent1[node] < 0:  # groomed down to one constituent: it is the only subjet
-            out_sub[j, 0, 0] = npx[node]
-            out_sub[j, 0, 1] = npy[node]
-            out_sub[j, 0, 2] = npz[node]
-            out_sub[j, 0, 3] = ne[node]
+            _store_p4(out_sub[j, 0], npx, npy, npz, ne, node)
         # flag the leaves under the groomed node
         stack = np.empty(m, np.int64)
         stack[0] = node
