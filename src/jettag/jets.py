@@ -219,6 +219,18 @@ def _store_p4(out, px, py, pz, e, i):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True)
+def _nearest_neighbour(i, nodes, active, rap, phi, nn, nnd):  # pragma: no cover - compiled
+    """Set ``nn[i]``, ``nnd[i]``: the closest active node among the first ``nodes``."""
+    nnd[i] = np.inf
+    for q in range(nodes):
+        if q != i and active[q]:
+            d = _dr2(rap[i], phi[i], rap[q], phi[q])
+            if d < nnd[i]:
+                nnd[i] = d
+                nn[i] = q
+
+
+@numba.njit(cache=True)
 def _softdrop_kernel(offsets, px, py, pz, e, beta, zcut, r0, in_groomed, out_sd, out_sub):  # pragma: no cover
     """Cambridge/Aachen clustering of each jet's constituents, then soft-drop declustering.
 
@@ -254,14 +266,7 @@ def _softdrop_kernel(offsets, px, py, pz, e, beta, zcut, r0, in_groomed, out_sd,
             nrap[i], nphi[i] = _rap_phi(npx[i], npy[i], npz[i], ne[i])
             active[i] = True
         for i in range(n):
-            for k in range(i + 1, n):
-                d = _dr2(nrap[i], nphi[i], nrap[k], nphi[k])
-                if d < nnd[i]:
-                    nnd[i] = d
-                    nn[i] = k
-                if d < nnd[k]:
-                    nnd[k] = d
-                    nn[k] = i
+            _nearest_neighbour(i, n, active, nrap, nphi, nn, nnd)
         nodes = n
         for _ in range(n - 1):
             best = -1
@@ -294,13 +299,7 @@ def _softdrop_kernel(offsets, px, py, pz, e, beta, zcut, r0, in_groomed, out_sd,
                     nn[k] = i
                 if nn[i] == i1 or nn[i] == i2:
                     # its neighbour is gone: search again among the active nodes
-                    nnd[i] = np.inf
-                    for q in range(nodes):
-                        if q != i and active[q]:
-                            dq = _dr2(nrap[i], nphi[i], nrap[q], nphi[q])
-                            if dq < nnd[i]:
-                                nnd[i] = dq
-                                nn[i] = q
+                    _nearest_neighbour(i, nodes, active, nrap, nphi, nn, nnd)
                 elif d < nnd[i]:
                     nnd[i] = d
                     nn[i] = k
