@@ -19,7 +19,7 @@ import multiprocessing
 import time
 import zlib
 from collections import deque
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import awkward as ak
@@ -42,11 +42,6 @@ BATCH_EVENTS = 250
 #: Muon threshold of the ``fatjet_muon5`` filter (GeV), and its jet-muon dR.
 FILTER_MUON_PT = 5.0
 FILTER_MUON_DR = 0.8
-
-
-def _delta_r(eta1, phi1, eta2, phi2):
-    dphi = (phi1 - phi2 + np.pi) % (2 * np.pi) - np.pi
-    return np.hypot(eta1 - eta2, dphi)
 
 
 def reconstruct(
@@ -76,7 +71,9 @@ def reconstruct(
     clustered = jets.cluster_fatjets(pfcands)
     fatjets = clustered.fatjets
     subjets = clustered.subjets
-    pf_table, pf_selection = jet_tables.jet_constituent_table(fatjets, pfcands, clustered.constituents)
+    pf_table, pf_selection = jet_tables.jet_constituent_table(
+        fatjets, pfcands, clustered.constituents
+    )
     sv_table = jet_tables.jet_sv_table(fatjets, svs)
     heavy = truth.heavy_hadron_flags(particles)
     labels = truth.label_jets(fatjets, particles, flags=heavy)
@@ -106,12 +103,12 @@ def _passes_filter(name: str | None, collections: dict[str, ak.Array]) -> np.nda
     if name is None:
         return np.ones(n, bool)
     if name == "fatjet_muon5":
-        jets = collections["FatJet"]
-        muons = collections["Muon"]
-        muons = muons[muons["pt"] > FILTER_MUON_PT]
-        pairs = ak.cartesian({"j": jets, "m": muons}, nested=True)
-        dr = _delta_r(pairs["j"]["eta"], pairs["j"]["phi"], pairs["m"]["eta"], pairs["m"]["phi"])
-        return ak.to_numpy(ak.any(ak.any(dr < FILTER_MUON_DR, axis=-1), axis=-1))
+        from jettag.jet_tables import jets_with_muon
+
+        tagged = jets_with_muon(
+            collections["FatJet"], collections["Muon"], pt_min=FILTER_MUON_PT, dr_max=FILTER_MUON_DR
+        )
+        return ak.to_numpy(ak.any(tagged, axis=1))
     raise ValueError(f"unknown event filter {name!r}")
 
 
@@ -119,15 +116,15 @@ def _passes_filter(name: str | None, collections: dict[str, ak.Array]) -> np.nda
 class ChunkResult:
     """What a worker sends back: PFNano collections and event-level arrays."""
 
-    index: int
     collections: dict[str, ak.Array]
     event_fields: dict[str, np.ndarray]
     n_tried: int
     cross_sections_pb: dict[str, float]
-    seconds: float
 
 
-def _chunk_seeds(seed: int, process: Process, tune: str, index: int) -> tuple[int, np.random.Generator]:
+def _chunk_seeds(
+    seed: int, process: Process, tune: str, index: int
+) -> tuple[int, np.random.Generator]:
     key = [seed, zlib.crc32(process.name.encode()), list(TUNES).index(tune), index]
     pythia_ss, detector_ss = np.random.SeedSequence(key).spawn(2)
     return pythia_seed(pythia_ss), np.random.default_rng(detector_ss)
@@ -137,7 +134,6 @@ def simulate_chunk(
     process: str | Process, tune: str, seed: int, index: int, n_events: int, chunk_size: int
 ) -> ChunkResult:
     """Generate, simulate and reconstruct chunk ``index`` holding ``n_events`` events."""
-    start = time.perf_counter()
     proc = get_process(process) if isinstance(process, str) else process
     is_mc = tune == "mc"
     response = RESPONSES[tune]
@@ -183,12 +179,10 @@ def simulate_chunk(
         # which component of a mixture made each event: truth, for the sidecar
         event_fields["truth_process"] = np.concatenate(components).astype(np.int32)
     return ChunkResult(
-        index=index,
         collections=merged,
         event_fields=event_fields,
         n_tried=n_tried,
         cross_sections_pb=source.cross_sections_pb(),
-        seconds=time.perf_counter() - start,
     )
 
 
@@ -205,7 +199,6 @@ class GenerationSummary:
     seconds: float
     cross_sections_pb: dict[str, float]
     truth_sidecar: Path | None = None
-    chunk_seconds: list[float] = field(default_factory=list)
 
     @property
     def filter_efficiency(self) -> float:
@@ -235,9 +228,9 @@ def _metadata(proc: Process, tune: str, seed: int, chunk_size: int) -> dict:
         "chunk_size": chunk_size,
         "weighted": bool(proc.bias) and tune == "mc",
         "event_filter": proc.event_filter,
-        "pythia_settings": list(proc.pythia_settings(tune)) if not proc.components else {
-            name: list(get_process(name).pythia_settings(tune)) for name, _ in proc.components
-        },
+        "pythia_settings": list(proc.pythia_settings(tune))
+        if not proc.components
+        else {name: list(get_process(name).pythia_settings(tune)) for name, _ in proc.components},
         "detector": asdict(RESPONSES[tune]),
     }
 
@@ -288,12 +281,12 @@ def generate(
         raise ValueError("events, chunk size and workers must be positive")
     out = Path(out)
     tasks = [
-        (i, min(chunk_size, n_events - i * chunk_size)) for i in range((n_events + chunk_size - 1) // chunk_size)
+        (i, min(chunk_size, n_events - i * chunk_size))
+        for i in range((n_events + chunk_size - 1) // chunk_size)
     ]
     start = time.perf_counter()
     n_tried = 0
     xsecs: list[dict[str, float]] = []
-    chunk_seconds: list[float] = []
     is_mc = tune == "mc"
     writer = PFNanoWriter(out, is_mc=is_mc, metadata=_metadata(proc, tune, seed, chunk_size))
     bar = tqdm(total=n_events, unit="ev", desc=f"{process} ({tune})", disable=not progress)
@@ -303,7 +296,6 @@ def generate(
         writer.write(result.collections, result.event_fields)
         n_tried += result.n_tried
         xsecs.append(result.cross_sections_pb)
-        chunk_seconds.append(result.seconds)
         bar.update(len(result.event_fields["event"]))
 
     try:
@@ -318,7 +310,9 @@ def generate(
                 while todo or pending:
                     while todo and len(pending) < 2 * workers:
                         index, n = todo.popleft()
-                        pending.append(pool.submit(simulate_chunk, proc, tune, seed, index, n, chunk_size))
+                        pending.append(
+                            pool.submit(simulate_chunk, proc, tune, seed, index, n, chunk_size)
+                        )
                     consume(pending.popleft().result())
     finally:
         bar.close()
@@ -340,5 +334,4 @@ def generate(
         seconds=time.perf_counter() - start,
         cross_sections_pb=sigma,
         truth_sidecar=None if is_mc else truth_sidecar_path(out),
-        chunk_seconds=chunk_seconds,
     )

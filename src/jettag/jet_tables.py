@@ -31,10 +31,14 @@ import numpy as np
 
 from jettag import columnar
 
-__all__ = ["jet_constituent_table", "jet_sv_table", "written_pfcands_index"]
+__all__ = [
+    "jet_constituent_table",
+    "jet_sv_table",
+    "jets_with_muon",
+    "written_pfcands_index",
+]
 
 _PION_MASS = 0.13957039
-
 
 
 def _unit_dir(eta: np.ndarray, phi: np.ndarray) -> np.ndarray:
@@ -163,7 +167,11 @@ def jet_sv_table(
     pairs_per_event = njets * nsv
     total = int(pairs_per_event.sum())
     # all (jet, sv) pairs of each event, jet-major, built with flat index arithmetic
-    jet_off, sv_off, pair_off = columnar.offsets(njets), columnar.offsets(nsv), columnar.offsets(pairs_per_event)
+    jet_off, sv_off, pair_off = (
+        columnar.offsets(njets),
+        columnar.offsets(nsv),
+        columnar.offsets(pairs_per_event),
+    )
     evt = np.repeat(np.arange(nevents), pairs_per_event)
     k = np.arange(total) - pair_off[:-1][evt]
     nsv_e = nsv[evt]
@@ -172,7 +180,9 @@ def jet_sv_table(
     jg = jet_off[:-1][evt] + jet_local
     sg = sv_off[:-1][evt] + sv_local
 
-    j_pt, j_eta, j_phi, j_mass = (columnar.flat(fatjets[f])[jg] for f in ("pt", "eta", "phi", "mass"))
+    j_pt, j_eta, j_phi, j_mass = (
+        columnar.flat(fatjets[f])[jg] for f in ("pt", "eta", "phi", "mass")
+    )
     s = {f: columnar.flat(svs[f])[sg] for f in ("pt", "eta", "phi", "mass", "x", "y", "z")}
     dphi = _delta_phi(s["phi"], j_phi)
     dr = np.hypot(s["eta"] - j_eta, dphi)
@@ -220,3 +230,15 @@ def jet_sv_table(
         "sVIdx": sv_local.astype(np.int32),
     }
     return columnar.jagged(columnar.offsets(np.bincount(evt, minlength=nevents)), fields)
+
+
+def jets_with_muon(jets: ak.Array, muons: ak.Array, *, pt_min: float, dr_max: float) -> ak.Array:
+    """Per jet: does a muon above ``pt_min`` lie within ``dr_max`` of its axis?
+
+    Used by the ``gbb_mu`` generator filter and by the sample reader, so that the
+    two agree on what a muon-tagged jet is.
+    """
+    muons = muons[muons["pt"] > pt_min]
+    dphi = (jets["phi"][:, :, None] - muons["phi"][:, None, :] + np.pi) % (2 * np.pi) - np.pi
+    deta = jets["eta"][:, :, None] - muons["eta"][:, None, :]
+    return ak.any(np.hypot(deta, dphi) < dr_max, axis=-1)

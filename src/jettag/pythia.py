@@ -37,6 +37,7 @@ import awkward as ak
 import numba
 import numpy as np
 
+from jettag import columnar
 from jettag.processes import Process
 
 __all__ = [
@@ -152,18 +153,25 @@ def _forced_weight_kernel(pdg, status, daughter1, daughter2, offsets, br_ids, br
 
 def forced_decay_weights(particles: ak.Array, fractions: dict[int, float], q: float) -> np.ndarray:
     """The balance-heuristic weight of each event of a forced-decay mixture (see module doc)."""
-    counts = ak.to_numpy(ak.num(particles))
-    offsets = np.zeros(len(counts) + 1, np.int64)
-    np.cumsum(counts, out=offsets[1:])
+    counts = columnar.counts(particles)
+    offsets = columnar.offsets(counts)
 
     def flat(name: str) -> np.ndarray:
-        return np.asarray(ak.to_numpy(ak.flatten(particles[name])), np.int64)
+        return columnar.flat(particles[name], np.int64)
 
     ids = np.array(sorted(fractions), np.int64)
     values = np.array([fractions[i] for i in sorted(fractions)], np.float64)
     out = np.ones(len(counts), np.float64)
     _forced_weight_kernel(
-        flat("pdgId"), flat("status"), flat("daughter1"), flat("daughter2"), offsets, ids, values, q, out
+        flat("pdgId"),
+        flat("status"),
+        flat("daughter1"),
+        flat("daughter2"),
+        offsets,
+        ids,
+        values,
+        q,
+        out,
     )
     return out
 
@@ -171,7 +179,9 @@ def forced_decay_weights(particles: ak.Array, fractions: dict[int, float], q: fl
 class PythiaSource:
     """One initialised Pythia generator for a process, tune and seed."""
 
-    def __init__(self, process: Process, tune: str, seed: int, extra_settings: tuple[str, ...] = ()):
+    def __init__(
+        self, process: Process, tune: str, seed: int, extra_settings: tuple[str, ...] = ()
+    ):
         import pythia8mc
 
         self.process = process
@@ -183,7 +193,11 @@ class PythiaSource:
         self.forced_fraction = process.forced_muon_fraction
         if self.forced_fraction > 0:
             self.muon_fractions = _muon_channel_fractions(self._pythia)
-            forcing = [f"{pdg}:{s}" for pdg in self.muon_fractions for s in ("onMode = off", "onIfAny = 13")]
+            forcing = [
+                f"{pdg}:{s}"
+                for pdg in self.muon_fractions
+                for s in ("onMode = off", "onIfAny = 13")
+            ]
             forced_seed = pythia_seed(np.random.SeedSequence([seed, 13]))
             self._forced = self._start(pythia8mc, (*settings, *forcing), forced_seed)
 
@@ -205,12 +219,10 @@ class PythiaSource:
         if n_events - n_forced:
             parts.append(to_particle_table(self._pythia.nextBatch(n_events - n_forced)))
         batch = ak.concatenate(parts) if len(parts) > 1 else parts[0]
-        decay_weight = forced_decay_weights(batch["particles"], self.muon_fractions, self.forced_fraction)
+        decay_weight = forced_decay_weights(
+            batch["particles"], self.muon_fractions, self.forced_fraction
+        )
         return ak.with_field(batch, batch["weight"] * decay_weight, "weight")
-
-    def raw_batch(self, n_events: int) -> ak.Array:
-        """Pythia's own ``nextBatch`` output, untouched (for benchmarks)."""
-        return self._pythia.nextBatch(n_events)
 
     def cross_sections_pb(self) -> dict[str, float]:
         """Pythia's estimate of the generated cross section, in pb, by process name."""

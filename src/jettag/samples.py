@@ -17,6 +17,7 @@ import awkward as ak
 import numpy as np
 import uproot
 
+from jettag.jet_tables import jets_with_muon
 from jettag.pfnano import TRUTH_TREE, truth_sidecar_path
 from jettag.truth import flavour_category
 
@@ -67,9 +68,11 @@ def read_fatjets(path: str | Path, *, muon_pt: float = 5.0, muon_dr: float = 0.8
     if missing:
         raise OSError(f"{path}: not a PFNano file, missing branches {missing[:4]}")
     labels_here = all(f"FatJet_{f}" in keys for f in _LABELS)
-    arrays = tree.arrays(needed + ([f"FatJet_{f}" for f in _LABELS] if labels_here else []) + (
-        ["genWeight"] if "genWeight" in keys else []
-    ))
+    arrays = tree.arrays(
+        needed
+        + ([f"FatJet_{f}" for f in _LABELS] if labels_here else [])
+        + (["genWeight"] if "genWeight" in keys else [])
+    )
     if labels_here:
         truth = {f: arrays[f"FatJet_{f}"] for f in _LABELS}
     else:
@@ -89,10 +92,7 @@ def read_fatjets(path: str | Path, *, muon_pt: float = 5.0, muon_dr: float = 0.8
     n_sv = ak.sum(local[:, :, None] == arrays["FatJetSVs_jetIdx"][:, None, :], axis=-1)
 
     muons = ak.zip({k: arrays[f"Muon_{k}"] for k in ("pt", "eta", "phi")})
-    muons = muons[muons["pt"] > muon_pt]
-    dphi = (jets["phi"][:, :, None] - muons["phi"][:, None, :] + np.pi) % (2 * np.pi) - np.pi
-    deta = jets["eta"][:, :, None] - muons["eta"][:, None, :]
-    has_muon = ak.any(np.hypot(deta, dphi) < muon_dr, axis=-1)
+    has_muon = jets_with_muon(jets, muons, pt_min=muon_pt, dr_max=muon_dr)
 
     weight = arrays["genWeight"] if "genWeight" in arrays.fields else np.ones(len(jets), np.float32)
     out = {f: jets[f] for f in _JET_FIELDS}
