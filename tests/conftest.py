@@ -39,3 +39,24 @@ def samples(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         generate(process, events, seed, path, tune=tune, workers=2, chunk_size=(events + 1) // 2, progress=False)
         paths[name] = path
     return paths
+
+
+#: the training smoke samples: one small file per tagger class
+TRAINING_SAMPLES = {
+    "xcc": ("xcc", "mc", 300, 16),
+    "xqq": ("xqq", "mc", 300, 17),
+}
+
+
+@pytest.fixture(scope="session")
+def training_files(samples: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """One file per class Xbb, Xcc, Xqq, QCD (xbb and qcd from ``samples``)."""
+    from jettag.generate import generate
+
+    outdir = tmp_path_factory.mktemp("training")
+    paths = {"xbb": samples["xbb"], "qcd": samples["qcd"]}
+    for name, (process, tune, events, seed) in TRAINING_SAMPLES.items():
+        path = outdir / f"{name}.root"
+        generate(process, events, seed, path, tune=tune, workers=2, chunk_size=(events + 1) // 2, progress=False)
+        paths[name] = path
+    return [paths[k] for k in ("xbb", "xcc", "xqq", "qcd")]

@@ -30,12 +30,13 @@ from jettag.tagger.preprocess import (
     load_preprocess,
 )
 from jettag.tagger.session import ModelValidationError, session_stats
-from jettag.tagger.tagger import Tagger
+from jettag.tagger.tagger import InputBuilder, Tagger
 
 __all__ = [
     "FEATURES",
     "Feature",
     "InputBlock",
+    "InputBuilder",
     "ModelValidationError",
     "PreprocessConfig",
     "PreprocessError",

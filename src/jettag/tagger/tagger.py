@@ -35,7 +35,7 @@ from jettag.tagger.session import (
     validate_model,
 )
 
-__all__ = ["Tagger"]
+__all__ = ["InputBuilder", "Tagger"]
 
 Key = tuple[str, str]  # (collection, field); field "#counts" holds per-event counts
 _COUNTS = "#counts"
@@ -189,6 +189,35 @@ class _Plan:
             {lvl: tuple(cols) for lvl, cols in level_cols.items() if lvl != "jet"},
             {lvl: tuple(fs.values()) for lvl, fs in numpy_feats.items()},
         )
+
+
+def _as_config(preprocess: str | Path | Mapping[str, Any] | PreprocessConfig) -> PreprocessConfig:
+    """A preprocess.json path, its parsed mapping, or a config, as a validated config."""
+    if isinstance(preprocess, PreprocessConfig):
+        return preprocess
+    if isinstance(preprocess, Mapping):
+        return PreprocessConfig.from_dict(preprocess)
+    return load_preprocess(preprocess)
+
+
+def _branch_names(plan: _Plan, collections: Mapping[str, str]) -> tuple[str, ...]:
+    """ROOT branch names (NanoAOD naming) of the plan's columns."""
+    out = []
+    for c, f in plan.keys:
+        c = collections.get(c, c)
+        out.append(f"n{c}" if f == _COUNTS else f"{c}_{f}")
+    return tuple(dict.fromkeys(out))
+
+
+def _columns_from_branches(
+    plan: _Plan, collections: Mapping[str, str], arrays: Mapping[str, Any]
+) -> dict[Key, Any]:
+    """The plan's ``(collection, field)`` columns looked up in branches as uproot reads them."""
+    cols: dict[Key, Any] = {}
+    for c, f in plan.keys:
+        actual = collections.get(c, c)
+        cols[(c, f)] = arrays[f"n{actual}" if f == _COUNTS else f"{actual}_{f}"]
+    return cols
 
 
 # --------------------------------------------------------------------------- chunk data
@@ -596,12 +625,7 @@ class Tagger:
             except OSError as err:
                 raise OSError(f"cannot read model {path}: {err.strerror or err}") from None
             default_name = path.parent.name or path.stem
-        if isinstance(preprocess, PreprocessConfig):
-            self.config = preprocess
-        elif isinstance(preprocess, Mapping):
-            self.config = PreprocessConfig.from_dict(preprocess)
-        else:
-            self.config = load_preprocess(preprocess)
+        self.config = _as_config(preprocess)
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         self.name = _identifier(name or default_name)
@@ -655,11 +679,7 @@ class Tagger:
     @property
     def branches(self) -> tuple[str, ...]:
         """The ROOT branches read (NanoAOD naming: ``FatJet_pt``, ``nPFCands``...)."""
-        out = []
-        for c, f in self._plan.keys:
-            c = self.collections.get(c, c)
-            out.append(f"n{c}" if f == _COUNTS else f"{c}_{f}")
-        return tuple(dict.fromkeys(out))
+        return _branch_names(self._plan, self.collections)
 
     @property
     def needs_constituents(self) -> bool:
@@ -742,10 +762,7 @@ class Tagger:
 
     def score_branches(self, arrays: Mapping[str, Any]) -> ak.Array:
         """Scores from ROOT branches as uproot reads them (``{"FatJet_pt": ..., "nFatJet": ...}``)."""
-        cols: dict[Key, Any] = {}
-        for c, f in self._plan.keys:
-            actual = self.collections.get(c, c)
-            cols[(c, f)] = arrays[f"n{actual}" if f == _COUNTS else f"{actual}_{f}"]
+        cols = _columns_from_branches(self._plan, self.collections, arrays)
         return self.score_columns(cols)
 
     # ------------------------------------------------------------------ user entry points
@@ -817,6 +834,40 @@ class Tagger:
     def _meta(self) -> ak.Array:
         empty = self._wrap(np.zeros((0, len(self.class_names)), np.float32), np.zeros(0, np.int64))
         return ak.Array(empty.layout.to_typetracer(forget_length=True))
+
+
+class InputBuilder:
+    """The input tensors a preprocess.json describes, built without a model.
+
+    Training (``jettag.training``) and checks build their inputs through this
+    class, so a model is trained on exactly the tensors :class:`Tagger` feeds it
+    at inference: the same feature registry, kernels, normalisation and padding.
+
+    >>> builder = InputBuilder("preprocess.json")
+    >>> arrays = uproot.open("f.root:Events").arrays(builder.branches)
+    >>> inputs = builder.from_branches(arrays)     # {input name: (n_jets, ...) float32}
+    """
+
+    def __init__(
+        self,
+        preprocess: str | Path | Mapping[str, Any] | PreprocessConfig,
+        *,
+        collections: Mapping[str, str] | None = None,
+    ) -> None:
+        self.config = _as_config(preprocess)
+        self.collections = dict(collections or {})
+        self._plan = _Plan.build(self.config)
+
+    @property
+    def branches(self) -> tuple[str, ...]:
+        """The ROOT branches read (NanoAOD naming)."""
+        return _branch_names(self._plan, self.collections)
+
+    def from_branches(self, arrays: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """Input tensors of every fat jet, in event order, from branches as uproot reads them."""
+        cols = _columns_from_branches(self._plan, self.collections, arrays)
+        prepared = _prepare(self._plan, _Chunk.from_arrays(cols))
+        return prepared.batch(self._plan, 0, prepared.n_jets)
 
 
 class _PartitionScorer:
