@@ -203,3 +203,16 @@ def test_imbalance_study_smoke(training_files):
     assert "class-weighted" in table and "±" in table
     with pytest.raises(ValueError, match="needs"):
         imbalance_study([training_files[0]], [training_files[1]], ratio=1.0, folds=2)
+
+
+def test_cli_train_errors(training_files, tmp_path, capsys):
+    from jettag.cli import main
+
+    files = [str(f) for f in training_files]
+    out = str(tmp_path / "m")
+    assert main(["train", *files, "--recipe", "nope", "--out", out]) == 2
+    assert "unknown recipe 'nope'" in capsys.readouterr().err
+    assert main(["train", *files, "--recipe", "deepsets-lite", "--focal-alpha", "1,2", "--out", out]) == 2
+    assert "focal alpha needs 4 values" in capsys.readouterr().err
+    assert main(["train", *files[:2], "--recipe", "bdt-hl", "--out", out]) == 2
+    assert "no training jets of class" in capsys.readouterr().err

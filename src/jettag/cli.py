@@ -36,6 +36,16 @@ def _nonnegative_int(text: str) -> int:
 
 
 # --------------------------------------------------------------------------- generate
+def _float_list(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+    if any(v < 0 for v in values):
+        raise argparse.ArgumentTypeError(f"expected non-negative numbers, got {text!r}")
+    return values
+
+
 def _add_generate(subparsers: argparse._SubParsersAction) -> None:
     from jettag.detector import RESPONSES
     from jettag.processes import PROCESSES
@@ -220,6 +230,13 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--loss", choices=["ce", "focal"], default=None, help="cross entropy (default) or focal loss")
     p.add_argument("--focal-gamma", type=float, default=None, help="focal loss gamma (default 2)")
     p.add_argument(
+        "--focal-alpha",
+        type=_float_list,
+        default=None,
+        metavar="A,A,A,A",
+        help="focal loss alpha per class, in the order Xbb,Xcc,Xqq,QCD (default: 1 each)",
+    )
+    p.add_argument(
         "--class-weights", choices=["none", "balanced"], default=None, help="equal total weight per class"
     )
     p.add_argument(
@@ -243,6 +260,7 @@ def _run_train(args: argparse.Namespace) -> int:
         learning_rate=args.learning_rate,
         loss=args.loss,
         focal_gamma=args.focal_gamma,
+        focal_alpha=args.focal_alpha,
         class_weights=args.class_weights,
         sampling=args.sampling,
         seed=args.seed,

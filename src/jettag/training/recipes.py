@@ -109,6 +109,9 @@ def train_tagger(
             raise ValueError(f"unknown recipe {recipe!r}; known: {sorted(RECIPES)}")
         recipe = RECIPES[recipe]
     log = log or (lambda line: None)
+    alpha = (config or recipe.train).focal_alpha
+    if alpha is not None and len(alpha) != len(TAGGER_CLASSES):
+        raise ValueError(f"focal alpha needs {len(TAGGER_CLASSES)} values ({', '.join(TAGGER_CLASSES)}), got {len(alpha)}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
