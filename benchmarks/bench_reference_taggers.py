@@ -47,7 +47,7 @@ def main() -> int:
             t0 = time.perf_counter()
             tagger.score_branches(arrays)
             rates.append(n_jets / (time.perf_counter() - t0))
-        size = sum(p.stat().st_size for p in taggers.model_dir(name).iterdir() if p.is_file())
+        size = sum(p.stat().st_size for p in taggers.model_dir(name).rglob("*") if p.is_file())
         results[name] = {
             "jets": n_jets,
             "jets_per_s_median": float(np.median(rates)),

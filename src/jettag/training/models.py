@@ -161,7 +161,9 @@ class _EdgeConv(nn.Module):
         base = torch.arange(batch, device=x.device).view(-1, 1, 1) * n
         v_j = v.reshape(batch * n, c1)[(idx + base).reshape(-1)].view(batch, n, self.k, c1)
         edge = torch.relu(self.center(x).unsqueeze(2) + v_j)  # (B, P, k, C1)
-        out = torch.relu(self.edge2(edge)).mean(dim=2)
+        # the second edge layer on the (edges, C1) matrix: one Gemm with its bias in ONNX
+        edge = torch.relu(self.edge2(edge.reshape(-1, c1)))
+        out = edge.view(batch, n, self.k, -1).mean(dim=2)
         return torch.relu(out + self.shortcut(x)) * mask
 
 
