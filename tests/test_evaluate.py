@@ -46,14 +46,16 @@ def test_evaluate_scores_figures_match_the_performance_module(tmp_path):
     assert e["eff_sig_at_mistag_0.01"] == pytest.approx(performance.signal_efficiency_at(roc, 0.01))
     assert e["inv_eff_bkg_at_eff_sig_0.2"] > e["inv_eff_bkg_at_eff_sig_0.8"] > 1
     # the mass is independent of the score here: no sculpting beyond statistical noise
-    assert e["mass_sculpting"]["inverse_jsd"] > 50
+    sculpt = e["mass_sculpting"]
+    assert sculpt["inverse_jsd"] > 50
+    assert 0.5 < sculpt["inverse_jsd"] / sculpt["inverse_jsd_random_selection"] < 2
     assert list(res["signals"]) == ["Xbb"]  # classes without jets are skipped
     table = markdown_table({"toy": res})
     assert "| toy | Xbb |" in table
     written = write_results({"toy": res}, tmp_path)
     assert (tmp_path / "roc_Xbb_vs_QCD.png").stat().st_size > 1000
     assert json.loads((tmp_path / "evaluation.json").read_text())["toy"]["signals"]["Xbb"]["auc"] == e["auc"]
-    assert len(written) == 3
+    assert len(written) == 4 and (tmp_path / "msd_sculpting_toy.png").is_file()
 
 
 def test_evaluate_needs_qcd_jets():

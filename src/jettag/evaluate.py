@@ -9,7 +9,9 @@ figures of merit, for each signal class against QCD, on the discriminant
 * signal efficiency at 1% and 0.1% QCD mis-identification;
 * background rejection 1/eps_QCD at signal efficiencies 0.2 and 0.8;
 * mass sculpting: 1/JSD between the msoftdrop distributions of passing and
-  failing QCD jets at a fixed QCD efficiency (5% by default).
+  failing QCD jets at a fixed QCD efficiency (5% by default), with the same
+  figure for random selections of that efficiency (median of 20): the largest
+  1/JSD these many jets can show, since finite samples never give JSD = 0.
 
 Jets count one each (the samples' pT-hat-biased spectra, ``genWeight`` not
 applied) unless ``weighted``; :mod:`jettag.performance` computes the figures.
@@ -133,7 +135,27 @@ def evaluate_scores(
             sculpt = performance.mass_sculpting(
                 disc[qcd], data.msoftdrop[qcd], sculpting_efficiency, weights=weights[qcd]
             )
-            entry["mass_sculpting"] = {"qcd_efficiency": sculpting_efficiency, **sculpt}
+            bins = np.arange(40.0, 251.0, 10.0)
+            passed = disc[qcd] >= sculpt["threshold"]
+            h_pass, _ = np.histogram(data.msoftdrop[qcd][passed], bins=bins, weights=weights[qcd][passed])
+            h_fail, _ = np.histogram(data.msoftdrop[qcd][~passed], bins=bins, weights=weights[qcd][~passed])
+            # the same figure for random selections of the same efficiency: the
+            # statistical floor of 1/JSD with these many QCD jets (no sculpting at all)
+            rng = np.random.default_rng(12345)
+            floor = [
+                performance.mass_sculpting(
+                    rng.random(int(qcd.sum())), data.msoftdrop[qcd], sculpting_efficiency, weights=weights[qcd]
+                )["inverse_jsd"]
+                for _ in range(20)
+            ]
+            entry["mass_sculpting"] = {
+                "qcd_efficiency": sculpting_efficiency,
+                **sculpt,
+                "inverse_jsd_random_selection": float(np.median(floor)),
+                "msd_bins": bins.tolist(),
+                "qcd_pass": (h_pass / max(h_pass.sum(), 1e-300)).tolist(),
+                "qcd_fail": (h_fail / max(h_fail.sum(), 1e-300)).tolist(),
+            }
         keep = np.unique(np.geomspace(1, len(roc.eff_background), 300).astype(int) - 1)
         entry["roc"] = {
             "eff_signal": roc.eff_signal[keep].tolist(),
@@ -147,24 +169,26 @@ def markdown_table(results: dict[str, dict[str, Any]]) -> str:
     """One row per (tagger, signal): the figures of merit, as a markdown table."""
     head = (
         "| tagger | signal vs QCD | AUC | AP | eff_sig @ 1% QCD | eff_sig @ 0.1% QCD "
-        "| 1/eff_QCD @ eff_sig 0.2 | 1/eff_QCD @ eff_sig 0.8 | 1/JSD |\n"
-        "|---|---|---|---|---|---|---|---|---|\n"
+        "| 1/eff_QCD @ eff_sig 0.2 | 1/eff_QCD @ eff_sig 0.8 | 1/JSD | 1/JSD, random cut |\n"
+        "|---|---|---|---|---|---|---|---|---|---|\n"
     )
     rows = []
     for name, res in results.items():
         for signal, e in res["signals"].items():
             jsd = e.get("mass_sculpting", {}).get("inverse_jsd")
+            floor = e.get("mass_sculpting", {}).get("inverse_jsd_random_selection")
             rows.append(
                 f"| {name} | {signal} | {e['auc']:.4f} | {e['average_precision']:.4f} "
                 f"| {e['eff_sig_at_mistag_0.01']:.3f} | {e['eff_sig_at_mistag_0.001']:.3f} "
                 f"| {e['inv_eff_bkg_at_eff_sig_0.2']:.1f} | {e['inv_eff_bkg_at_eff_sig_0.8']:.1f} "
-                f"| {'' if jsd is None else f'{jsd:.1f}'} |"
+                f"| {'' if jsd is None else f'{jsd:.1f}'} | {'' if floor is None else f'{floor:.1f}'} |"
             )
     return head + "\n".join(rows) + "\n"
 
 
 def plot_evaluation(results: dict[str, dict[str, Any]], out_dir: str | Path) -> list[Path]:
-    """ROC curves (one PNG per signal class, every tagger on it), mplhep style."""
+    """ROC curves (one PNG per signal class, every tagger on it) and, per tagger, the
+    QCD msoftdrop shapes of passing and failing jets (Xbb vs QCD), mplhep style."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -193,8 +217,27 @@ def plot_evaluation(results: dict[str, dict[str, Any]], out_dir: str | Path) -> 
         ax.set_ylabel("QCD mis-identification rate")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(loc="lower right", fontsize=14)
-        mplhep.cms.text("Simulation (jettag)", ax=ax, fontsize=16)
+        ax.set_title("jettag simulation", loc="left", fontsize=16)
         path = out_dir / f"roc_{signal}_vs_QCD.png"
+        fig.savefig(path, dpi=90, bbox_inches="tight")
+        plt.close(fig)
+        written.append(path)
+    for name, res in results.items():
+        sculpt = res["signals"].get("Xbb", {}).get("mass_sculpting")
+        if sculpt is None or "msd_bins" not in sculpt:
+            continue
+        fig, ax = plt.subplots(figsize=(8, 7))
+        bins = np.asarray(sculpt["msd_bins"])
+        mplhep.histplot(sculpt["qcd_fail"], bins, ax=ax, label="QCD failing", density=True)
+        mplhep.histplot(sculpt["qcd_pass"], bins, ax=ax, label="QCD passing", density=True)
+        ax.set_xlabel("msoftdrop [GeV]")
+        ax.set_ylabel("normalised")
+        ax.legend(
+            title=f"{name}: Xbb vs QCD at {sculpt['qcd_efficiency']:.0%} QCD eff., 1/JSD {sculpt['inverse_jsd']:.1f}",
+            fontsize=13, title_fontsize=13,
+        )
+        ax.set_title("jettag simulation", loc="left", fontsize=16)
+        path = out_dir / f"msd_sculpting_{name}.png"
         fig.savefig(path, dpi=90, bbox_inches="tight")
         plt.close(fig)
         written.append(path)

@@ -72,7 +72,7 @@ def model_card(training: dict[str, Any], evaluation: dict[str, Any] | None = Non
         lines.append(
             "Jets count one each; 1/JSD at "
             f"{evaluation['signals'].get('Xbb', {}).get('mass_sculpting', {}).get('qcd_efficiency', 0.05):.0%} "
-            "QCD efficiency."
+            "QCD efficiency (the last column: the same for a random cut, the ceiling with these many jets)."
         )
         lines += ["", markdown_table({name: evaluation})]
     return "\n".join(lines) + "\n"
