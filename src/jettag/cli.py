@@ -286,13 +286,13 @@ def _run_train(args: argparse.Namespace) -> int:
 
 
 def _evaluate_model_dir(model_dir: Path, files: Sequence[Path], info: dict) -> None:
-    from jettag.evaluate import score_files, write_results
+    from jettag.evaluate import write_results
     from jettag.tagger import Tagger
     from jettag.training.card import write_model_card
     from jettag.training.recipes import file_info
 
     tagger = Tagger.load(model_dir, threads=1)
-    result = _figures(score_files(files, tagger))
+    result = _figures(_labelled(files, tagger=tagger))
     result["files"] = [file_info(f) for f in files]
     write_results({info["name"]: result}, model_dir / "evaluation")
     (model_dir / "evaluation.json").write_text(json.dumps(result, indent=1))
@@ -332,7 +332,7 @@ def _add_evaluate(subparsers: argparse._SubParsersAction) -> None:
 
 def _run_evaluate(args: argparse.Namespace) -> int:
     from jettag import taggers
-    from jettag.evaluate import markdown_table, score_files, write_results
+    from jettag.evaluate import markdown_table, write_results
     from jettag.tagger import ModelValidationError, PreprocessError, Tagger
 
     if not args.tagger and not args.score_branch:
@@ -348,12 +348,12 @@ def _run_evaluate(args: argparse.Namespace) -> int:
             )
         except (ValueError, ModelValidationError, PreprocessError) as err:
             raise UserError(f"tagger {spec}: {err}") from None
-        data = score_files(args.files, tagger, max_jets_per_file=args.max_jets_per_file)
+        data = _labelled(args.files, tagger=tagger, max_jets_per_file=args.max_jets_per_file)
         results[tagger.name] = _figures(
             data, weighted=args.weighted, sculpting_efficiency=args.sculpting_efficiency
         )
     for branch in args.score_branch:
-        data = score_files(args.files, score_branch=branch, max_jets_per_file=args.max_jets_per_file)
+        data = _labelled(args.files, score_branch=branch, max_jets_per_file=args.max_jets_per_file)
         results[branch] = _figures(
             data, weighted=args.weighted, sculpting_efficiency=args.sculpting_efficiency
         )
@@ -361,6 +361,15 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     print(markdown_table(results), end="")
     print(f"wrote {args.out}/evaluation.json, evaluation.md and ROC plots")
     return 0
+
+
+def _labelled(files, **kwargs):
+    from jettag.evaluate import score_files
+
+    try:
+        return score_files(files, **kwargs)
+    except ValueError as err:
+        raise UserError(str(err)) from None
 
 
 def _figures(data, *, weighted: bool = False, sculpting_efficiency: float = 0.05) -> dict:
