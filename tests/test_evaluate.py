@@ -58,11 +58,23 @@ def test_evaluate_scores_figures_match_the_performance_module(tmp_path):
     assert len(written) == 4 and (tmp_path / "msd_sculpting_toy.png").is_file()
 
 
-def test_evaluate_needs_qcd_jets():
+def test_evaluate_needs_qcd_and_signal_jets():
     data = _synthetic()
-    data = data.subset(data.label == 0)
     with pytest.raises(ValueError, match="no QCD jets"):
-        evaluate_scores(data)
+        evaluate_scores(data.subset(data.label == 0))
+    with pytest.raises(ValueError, match="no signal jets"):
+        evaluate_scores(data.subset(data.label == 3))
+
+
+def test_cli_evaluate_real_file_needs_its_process(shared_data, tmp_path, capsys):
+    pfnano = str(shared_data / "pfnano.root")
+    out = str(tmp_path / "e")
+    assert main(["evaluate", pfnano, "--score-branch", "FatJet_particleNetMD_Xbb", "--out", out]) == 2
+    assert "give its process" in capsys.readouterr().err
+    assert main(["evaluate", pfnano, "--process", "qcd", "--score-branch", "FatJet_particleNetMD_Xbb", "--out", out]) == 2
+    assert "no signal jets" in capsys.readouterr().err
+    assert main(["evaluate", pfnano, "--process", "qcd", "--process", "xbb", "--tagger", "bdt-hl", "--out", out]) == 2
+    assert "one per file" in capsys.readouterr().err
 
 
 def test_shipped_taggers_load_by_name_and_stay_small():

@@ -322,6 +322,13 @@ def _add_evaluate(subparsers: argparse._SubParsersAction) -> None:
         help="a per-jet discriminant branch, e.g. FatJet_particleNet_XbbVsQCD (repeat)",
     )
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help="output directory")
+    p.add_argument(
+        "--process",
+        action="append",
+        default=None,
+        metavar="PROCESS",
+        help="the process of each file, in order (for files without jettag metadata: xbb, zbb, qcd, ...)",
+    )
     p.add_argument("--weighted", action="store_true", help="weight jets by genWeight")
     p.add_argument(
         "--sculpting-efficiency", type=float, default=0.05, help="QCD efficiency of the 1/JSD cut (default 0.05)"
@@ -337,6 +344,8 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
     if not args.tagger and not args.score_branch:
         raise UserError("give at least one --tagger or --score-branch")
+    if args.process is not None and len(args.process) != len(args.files):
+        raise UserError(f"{len(args.files)} files but {len(args.process)} --process values; give one per file")
     results = {}
     for spec in args.tagger:
         try:
@@ -348,12 +357,16 @@ def _run_evaluate(args: argparse.Namespace) -> int:
             )
         except (ValueError, ModelValidationError, PreprocessError) as err:
             raise UserError(f"tagger {spec}: {err}") from None
-        data = _labelled(args.files, tagger=tagger, max_jets_per_file=args.max_jets_per_file)
+        data = _labelled(
+            args.files, tagger=tagger, processes=args.process, max_jets_per_file=args.max_jets_per_file
+        )
         results[tagger.name] = _figures(
             data, weighted=args.weighted, sculpting_efficiency=args.sculpting_efficiency
         )
     for branch in args.score_branch:
-        data = _labelled(args.files, score_branch=branch, max_jets_per_file=args.max_jets_per_file)
+        data = _labelled(
+            args.files, score_branch=branch, processes=args.process, max_jets_per_file=args.max_jets_per_file
+        )
         results[branch] = _figures(
             data, weighted=args.weighted, sculpting_efficiency=args.sculpting_efficiency
         )

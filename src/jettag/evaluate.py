@@ -117,6 +117,8 @@ def evaluate_scores(
         raise ValueError("no QCD jets among the evaluation files")
     present = [c for i, c in enumerate(classes) if c != "QCD" and (data.label == i).any()]
     signals = [s for s in (signals or present) if s in present]
+    if not signals:
+        raise ValueError(f"no signal jets ({', '.join(c for c in classes if c != 'QCD')}) among the evaluation files")
     weights = data.gen_weight if weighted else np.ones(len(data))
     out: dict[str, Any] = {"n_jets": data.counts(), "weighted": weighted, "signals": {}}
     for signal in signals:
