@@ -216,3 +216,5 @@ def test_cli_train_errors(training_files, tmp_path, capsys):
     assert "focal alpha needs 4 values" in capsys.readouterr().err
     assert main(["train", *files[:2], "--recipe", "bdt-hl", "--out", out]) == 2
     assert "no training jets of class" in capsys.readouterr().err
+    assert main(["train", *files, "--process", "xbb", "--recipe", "bdt-hl", "--out", out]) == 2
+    assert "one per file" in capsys.readouterr().err

@@ -222,7 +222,16 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
         default="msd",
         help="reweight the signal classes to QCD's msoftdrop (msd, default) or (msoftdrop, pT) shape, or not",
     )
-    p.add_argument("--test", nargs="+", type=Path, metavar="FILE.root", help="held-out files to evaluate on")
+    p.add_argument(
+        "--process",
+        action="append",
+        default=None,
+        metavar="PROCESS",
+        help="the process of each training file, in order (for files without jettag metadata)",
+    )
+    p.add_argument(
+        "--test", nargs="+", type=Path, metavar="FILE.root", help="held-out jettag files to evaluate on"
+    )
     p.add_argument("--max-jets-per-file", type=_positive_int, default=None, help="cap on selected jets per file")
     p.add_argument("--epochs", type=_positive_int, default=None, help="training epochs (networks)")
     p.add_argument("--batch-size", type=_positive_int, default=None, help="jets per batch (networks)")
@@ -266,6 +275,8 @@ def _run_train(args: argparse.Namespace) -> int:
         seed=args.seed,
         threads=args.threads,
     )
+    if args.process is not None and len(args.process) != len(args.files):
+        raise UserError(f"{len(args.files)} files but {len(args.process)} --process values; give one per file")
     command = "jettag " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("jettag") else None
     try:
         info = train_tagger(
@@ -275,6 +286,7 @@ def _run_train(args: argparse.Namespace) -> int:
             mass_weighting=args.mass_weighting,
             config=config,
             max_jets_per_file=args.max_jets_per_file,
+            processes=args.process,
             command=command,
             log=print,
         )

@@ -100,10 +100,15 @@ def train_tagger(
     config: TrainConfig | None = None,
     max_jets_per_file: int | None = None,
     selection: JetSelection | None = None,
+    processes: Sequence[str | None] | None = None,
     command: str | None = None,
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Train ``recipe`` on ``files`` and write the model directory ``out_dir``; returns training.json."""
+    """Train ``recipe`` on ``files`` and write the model directory ``out_dir``; returns training.json.
+
+    ``processes``: the process of each file (``xbb``, ``qcd``...), for files
+    without jettag metadata such as CMS PFNano; by default read from the files.
+    """
     if isinstance(recipe, str):
         if recipe not in RECIPES:
             raise ValueError(f"unknown recipe {recipe!r}; known: {sorted(RECIPES)}")
@@ -120,10 +125,14 @@ def train_tagger(
 
     if recipe.kind == "network":
         # weaver's automatic standardisation, from the raw values of a subset of the jets
-        raw = load_jets(files, preprocess=raw_preprocess(spec), selection=selection, max_jets_per_file=5000)
+        raw = load_jets(
+            files, preprocess=raw_preprocess(spec), selection=selection, processes=processes, max_jets_per_file=5000
+        )
         spec = fit_preprocess(spec, raw.inputs, identity_blocks=models.IDENTITY_BLOCKS)
         del raw
-    data = load_jets(files, preprocess=spec, selection=selection, max_jets_per_file=max_jets_per_file)
+    data = load_jets(
+        files, preprocess=spec, selection=selection, processes=processes, max_jets_per_file=max_jets_per_file
+    )
     counts = data.counts()
     missing = [c for c, n in counts.items() if n == 0]
     if missing:
