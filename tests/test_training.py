@@ -199,8 +199,9 @@ def test_imbalance_study_smoke(training_files):
         assert len(rows) == 2
         for r in rows:
             assert 0 <= r["average_precision"] <= 1 and r["inv_eff_bb_at_eff_cc_0.2"] >= 1
+    assert study["ratio_to_unweighted"]["unweighted"]["average_precision"] == {"mean": 1.0, "std": 0.0}
     table = imbalance_table(study)
-    assert "class-weighted" in table and "±" in table
+    assert "class-weighted" in table and "±" in table and "ratio to unweighted" in table
     with pytest.raises(ValueError, match="needs"):
         imbalance_study([training_files[0]], [training_files[1]], ratio=1.0, folds=2)
 
