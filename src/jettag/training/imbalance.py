@@ -86,7 +86,7 @@ def imbalance_study(
         train, test = fold != f, fold == f
         for method in methods:
             cfg = replace(config, seed=seed + f, **METHODS[method])
-            net = models.build_model(architecture, len(CLASSES))
+            net = models.build_model(architecture, len(CLASSES), seed=cfg.seed)
             net, _ = fit_network(
                 net, {k: v[train] for k, v in data.inputs.items()}, data.label[train], None, cfg,
                 input_names=spec["input_names"],

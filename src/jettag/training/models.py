@@ -272,9 +272,11 @@ def input_blocks(architecture: str) -> dict[str, Any]:
     return particle_inputs(n_pf, n_sv, points=points)
 
 
-def build_model(architecture: str, n_classes: int, **kwargs: Any) -> nn.Module:
-    """A freshly initialised network of ``architecture``."""
+def build_model(architecture: str, n_classes: int, *, seed: int | None = None, **kwargs: Any) -> nn.Module:
+    """A freshly initialised network of ``architecture`` (initial weights from ``seed`` if given)."""
     if architecture not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {architecture!r}; known: {sorted(ARCHITECTURES)}")
     cls, _, _, _ = ARCHITECTURES[architecture]
+    if seed is not None:
+        torch.manual_seed(seed)
     return cls(len(PF_FEATURES), len(SV_FEATURES), n_classes, **kwargs)

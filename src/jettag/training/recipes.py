@@ -157,7 +157,7 @@ def train_tagger(
                                    "class_weights": "balanced", "hl_features": list(highlevel.HL_FEATURES)}
     else:
         train_config = config or recipe.train
-        net = models.build_model(recipe.architecture, len(TAGGER_CLASSES))
+        net = models.build_model(recipe.architecture, len(TAGGER_CLASSES), seed=train_config.seed)
         net, history = fit_network(
             net, data.inputs, data.label, weights, train_config, input_names=spec["input_names"], log=log
         )
