@@ -104,8 +104,16 @@ def fit_network(
     per epoch.
     """
     config = config or TrainConfig()
+    threads_before = torch.get_num_threads()
     if config.threads:
         torch.set_num_threads(config.threads)
+    try:
+        return _fit(model, inputs, label, weights, config, input_names, log)
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _fit(model, inputs, label, weights, config, input_names, log):
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     names = list(input_names) if input_names is not None else list(inputs)
