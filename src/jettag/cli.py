@@ -298,7 +298,7 @@ def _run_train(args: argparse.Namespace) -> int:
 
 
 def _evaluate_model_dir(model_dir: Path, files: Sequence[Path], info: dict) -> None:
-    from jettag.evaluate import write_results
+    from jettag.evaluate import plot_evaluation
     from jettag.tagger import Tagger
     from jettag.training.card import write_model_card
     from jettag.training.recipes import file_info
@@ -306,8 +306,8 @@ def _evaluate_model_dir(model_dir: Path, files: Sequence[Path], info: dict) -> N
     tagger = Tagger.load(model_dir, threads=1)
     result = _figures(_labelled(files, tagger=tagger))
     result["files"] = [file_info(f) for f in files]
-    write_results({info["name"]: result}, model_dir / "evaluation")
     (model_dir / "evaluation.json").write_text(json.dumps(result, indent=1))
+    plot_evaluation({info["name"]: result}, model_dir / "evaluation")
     write_model_card(model_dir, info, result)
     print(f"held-out evaluation: {model_dir / 'evaluation'}; model card {model_dir / 'MODEL_CARD.md'}")
 

@@ -137,12 +137,8 @@ def evaluate_scores(
             sculpt = performance.mass_sculpting(
                 disc[qcd], data.msoftdrop[qcd], sculpting_efficiency, weights=weights[qcd]
             )
-            bins = np.arange(40.0, 251.0, 10.0)
-            passed = disc[qcd] >= sculpt["threshold"]
-            h_pass, _ = np.histogram(data.msoftdrop[qcd][passed], bins=bins, weights=weights[qcd][passed])
-            h_fail, _ = np.histogram(data.msoftdrop[qcd][~passed], bins=bins, weights=weights[qcd][~passed])
-            # the same figure for random selections of the same efficiency: the
-            # statistical floor of 1/JSD with these many QCD jets (no sculpting at all)
+            # the same figure for random selections of the same efficiency: the floor of
+            # JSD (ceiling of 1/JSD) that these many QCD jets allow without any sculpting
             rng = np.random.default_rng(12345)
             floor = [
                 performance.mass_sculpting(
@@ -154,9 +150,6 @@ def evaluate_scores(
                 "qcd_efficiency": sculpting_efficiency,
                 **sculpt,
                 "inverse_jsd_random_selection": float(np.median(floor)),
-                "msd_bins": bins.tolist(),
-                "qcd_pass": (h_pass / max(h_pass.sum(), 1e-300)).tolist(),
-                "qcd_fail": (h_fail / max(h_fail.sum(), 1e-300)).tolist(),
             }
         keep = np.unique(np.geomspace(1, len(roc.eff_background), 300).astype(int) - 1)
         entry["roc"] = {
@@ -226,12 +219,12 @@ def plot_evaluation(results: dict[str, dict[str, Any]], out_dir: str | Path) -> 
         written.append(path)
     for name, res in results.items():
         sculpt = res["signals"].get("Xbb", {}).get("mass_sculpting")
-        if sculpt is None or "msd_bins" not in sculpt:
+        if sculpt is None or "edges" not in sculpt:
             continue
         fig, ax = plt.subplots(figsize=(8, 7))
-        bins = np.asarray(sculpt["msd_bins"])
-        mplhep.histplot(sculpt["qcd_fail"], bins, ax=ax, label="QCD failing", density=True)
-        mplhep.histplot(sculpt["qcd_pass"], bins, ax=ax, label="QCD passing", density=True)
+        bins = np.asarray(sculpt["edges"])
+        mplhep.histplot(sculpt["fail_shape"], bins, ax=ax, label="QCD failing", density=True)
+        mplhep.histplot(sculpt["pass_shape"], bins, ax=ax, label="QCD passing", density=True)
         ax.set_xlabel("msoftdrop [GeV]")
         ax.set_ylabel("normalised")
         ax.legend(

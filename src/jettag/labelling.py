@@ -38,6 +38,7 @@ __all__ = [
     "JetSelection",
     "LabelledJets",
     "file_class",
+    "file_process",
     "label_jets_of",
     "resonance_of",
 ]
@@ -103,8 +104,8 @@ class LabelledJets:
     classes: tuple[str, ...] = TAGGER_CLASSES
 
 
-def file_class(path: str | Path, process: str | None = None) -> str:
-    """The tagger class a file's jets provide, from its generation metadata (or ``process``)."""
+def file_process(path: str | Path, process: str | None = None) -> str:
+    """The generated process of a file that provides a tagger class (``process`` if given)."""
     if process is None:
         try:
             process = read_metadata(path)["process"]
@@ -116,7 +117,17 @@ def file_class(path: str | Path, process: str | None = None) -> str:
         raise ValueError(
             f"{path}: process {process!r} provides no tagger class; use one of {sorted(PROCESS_CLASSES)}"
         )
-    return PROCESS_CLASSES[process]
+    return process
+
+
+def file_class(path: str | Path, process: str | None = None) -> str:
+    """The tagger class a file's jets provide, from its generation metadata (or ``process``)."""
+    return PROCESS_CLASSES[file_process(path, process)]
+
+
+def resonance_of(process: str) -> int:
+    """PDG id of the decaying resonance of a signal process (25 where the process has none)."""
+    return get_process(process).resonance or 25
 
 
 def _decay_contained(arrays: Mapping[str, Any], pdg_id: int, match_dr: float) -> ak.Array:
@@ -169,13 +180,3 @@ def label_jets_of(
     label = np.where(ok, classes.index(cls), -1).astype(np.int64)
     selected = ok & selection.mask(pt, eta, msd)
     return LabelledJets(label, selected, pt, eta, msd, weight, classes)
-
-
-def resonance_of(path: str | Path, process: str | None = None) -> int:
-    """PDG id of the resonance of a signal file's process (25 when unknown)."""
-    if process is None:
-        try:
-            process = read_metadata(path)["process"]
-        except ValueError:
-            return 25
-    return get_process(process).resonance or 25

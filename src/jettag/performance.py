@@ -13,6 +13,7 @@ Convention: a jet passes a working point when ``score > threshold``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy.spatial.distance import jensenshannon
@@ -122,13 +123,14 @@ def mass_sculpting(
     *,
     bins: np.ndarray | None = None,
     weights: np.ndarray | None = None,
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """1/JSD between the mass distributions of passing and failing background jets.
 
     The cut is placed so that a fraction ``eff_background`` of the (weighted)
     background passes. JSD uses base-2 logarithms (0 = identical shapes, 1 =
     disjoint); a larger 1/JSD means less sculpting. Mass bins default to 10 GeV
-    between 40 and 250 GeV.
+    between 40 and 250 GeV. Also returned: the two unit-area shapes compared
+    (``pass_shape``, ``fail_shape``) and their bin ``edges``, as lists.
     """
     score = np.asarray(background_score, dtype=np.float64)
     mass = np.asarray(background_mass, dtype=np.float64)
@@ -143,10 +145,14 @@ def mass_sculpting(
     h_fail, _ = np.histogram(mass[~passed], bins=bins, weights=w[~passed])
     if h_pass.sum() <= 0 or h_fail.sum() <= 0:
         raise ValueError("no passing or no failing background jets inside the mass bins")
-    jsd = float(jensenshannon(h_pass / h_pass.sum(), h_fail / h_fail.sum(), base=2) ** 2)
+    pass_shape, fail_shape = h_pass / h_pass.sum(), h_fail / h_fail.sum()
+    jsd = float(jensenshannon(pass_shape, fail_shape, base=2) ** 2)
     return {
         "jsd": jsd,
         "inverse_jsd": 1.0 / jsd if jsd > 0 else float("inf"),
         "eff_background": float(w[passed].sum() / w.sum()),
         "threshold": float(score[order[n_pass - 1]]),
+        "edges": bins.tolist(),
+        "pass_shape": pass_shape.tolist(),
+        "fail_shape": fail_shape.tolist(),
     }

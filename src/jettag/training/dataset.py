@@ -21,9 +21,10 @@ import uproot
 
 from jettag.labelling import (
     LABEL_BRANCHES,
+    PROCESS_CLASSES,
     TAGGER_CLASSES,
     JetSelection,
-    file_class,
+    file_process,
     label_jets_of,
     resonance_of,
 )
@@ -112,10 +113,11 @@ def load_jets(
         raise ValueError(f"{len(files)} files but {len(processes)} processes")
     parts: list[JetDataset] = []
     for index, (path, process) in enumerate(zip(files, processes, strict=True)):
-        cls = file_class(path, process)
+        process = file_process(path, process)
+        cls = PROCESS_CLASSES[process]
         if cls not in classes:
             raise ValueError(f"{path}: its jets are {cls!r}, not one of the classes {classes}")
-        resonance = resonance_of(path, process)
+        resonance = resonance_of(process)
         try:
             tree = uproot.open(f"{path}:Events")
         except FileNotFoundError:
