@@ -16,7 +16,12 @@ pytest.importorskip("onnxmltools")
 from jettag.labelling import TAGGER_CLASSES  # noqa: E402
 from jettag.tagger import InputBuilder, Tagger  # noqa: E402
 from jettag.training import highlevel, models  # noqa: E402
-from jettag.training.dataset import fit_preprocess, load_jets, raw_preprocess  # noqa: E402
+from jettag.training.dataset import (  # noqa: E402
+    fit_preprocess,
+    load_jets,
+    raw_preprocess,
+    standardised_preprocess,
+)
 from jettag.training.fit import TrainConfig, _per_jet_loss, predict  # noqa: E402
 from jettag.training.imbalance import imbalance_study, imbalance_table  # noqa: E402
 from jettag.training.recipes import train_tagger  # noqa: E402
@@ -166,8 +171,7 @@ def _retrained(recipe, files, tmp_path):
 
     arch = RECIPES[recipe].architecture
     spec = _spec(arch)
-    raw = load_jets(files, preprocess=raw_preprocess(spec), max_jets_per_file=100)
-    spec = fit_preprocess(spec, raw.inputs, identity_blocks=models.IDENTITY_BLOCKS)
+    spec = standardised_preprocess(files, spec, identity_blocks=models.IDENTITY_BLOCKS, jets_per_file=100)
     data = load_jets(files, preprocess=spec, max_jets_per_file=100)
     net, history = fit_network(
         models.build_model(arch, 4), data.inputs, data.label, None, TrainConfig(epochs=1),

@@ -63,22 +63,20 @@ def score_files(
     if (tagger is None) == (score_branch is None):
         raise ValueError("give a tagger or a score branch (one of them)")
     if tagger is not None:
-        return load_jets(
-            files,
-            scorer=lambda arrays: _tagger_scores(tagger, arrays),
-            scorer_branches=tagger.branches,
-            processes=processes,
-            selection=selection,
-            max_jets_per_file=max_jets_per_file,
-        )
+        branches = tuple(tagger.branches)
 
-    def branch(arrays):
-        return ak.to_numpy(ak.flatten(arrays[score_branch])).astype(np.float64)[:, None]
+        def scorer(arrays):
+            return _tagger_scores(tagger, arrays)
+    else:
+        branches = (score_branch,)
+
+        def scorer(arrays):
+            return ak.to_numpy(ak.flatten(arrays[score_branch])).astype(np.float64)[:, None]
 
     return load_jets(
         files,
-        scorer=branch,
-        scorer_branches=[score_branch],
+        scorer=scorer,
+        scorer_branches=branches,
         processes=processes,
         selection=selection,
         max_jets_per_file=max_jets_per_file,

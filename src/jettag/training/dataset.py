@@ -30,7 +30,7 @@ from jettag.labelling import (
 )
 from jettag.tagger import InputBuilder, PreprocessConfig, VarInfo
 
-__all__ = ["JetDataset", "fit_preprocess", "load_jets", "raw_preprocess"]
+__all__ = ["JetDataset", "fit_preprocess", "load_jets", "raw_preprocess", "standardised_preprocess"]
 
 @dataclass
 class JetDataset:
@@ -234,3 +234,21 @@ def fit_preprocess(
         block["var_infos"] = infos
         out[name] = block
     return out
+
+
+def standardised_preprocess(
+    files: Sequence[str | Path],
+    spec: Mapping[str, Any],
+    *,
+    identity_blocks: Sequence[str] = (),
+    jets_per_file: int = 5000,
+    **load_options: Any,
+) -> dict[str, Any]:
+    """``spec`` with weaver's standardisation fitted on up to ``jets_per_file`` jets of each file.
+
+    Reads the raw values (:func:`raw_preprocess`) and fits them
+    (:func:`fit_preprocess`); ``load_options`` go to :func:`load_jets`
+    (``selection``, ``classes``, ``processes``).
+    """
+    raw = load_jets(files, preprocess=raw_preprocess(spec), max_jets_per_file=jets_per_file, **load_options)
+    return fit_preprocess(spec, raw.inputs, identity_blocks=identity_blocks)

@@ -188,30 +188,34 @@ def _fit(model, inputs, label, weights, config, input_names, log):
     return model, history
 
 
+def _batched_logits(model: nn.Module, inputs: Mapping[str, np.ndarray], index: np.ndarray, batch_size: int = 4096):
+    """(jet indices, logits) of ``model`` in evaluation mode, batch by batch, without gradients."""
+    model.eval()
+    with torch.no_grad():
+        for s in range(0, len(index), batch_size):
+            idx = index[s : s + batch_size]
+            yield idx, model(**_to_tensors(inputs, idx))
+
+
 def _evaluate_loss(model, inputs, label, weights, index, config) -> float:
     if len(index) == 0:
         return float("nan")
-    model.eval()
     total, wsum = 0.0, 0.0
-    with torch.no_grad():
-        for s in range(0, len(index), 4096):
-            idx = index[s : s + 4096]
-            loss_vec = _per_jet_loss(model(**_to_tensors(inputs, idx)), torch.from_numpy(label[idx]), config)
-            w = torch.from_numpy(weights[idx].astype(np.float32))
-            total += float((loss_vec * w).sum())
-            wsum += float(w.sum())
+    for idx, logits in _batched_logits(model, inputs, index):
+        loss_vec = _per_jet_loss(logits, torch.from_numpy(label[idx]), config)
+        w = torch.from_numpy(weights[idx].astype(np.float32))
+        total += float((loss_vec * w).sum())
+        wsum += float(w.sum())
     return total / max(wsum, 1e-12)
 
 
 def predict(model: nn.Module, inputs: Mapping[str, np.ndarray], *, batch_size: int = 4096) -> np.ndarray:
     """Softmax scores (n_jets, n_classes) of a torch network."""
-    model.eval()
     n = len(next(iter(inputs.values())))
-    out = []
-    with torch.no_grad():
-        for s in range(0, n, batch_size):
-            batch = _to_tensors(inputs, np.arange(s, min(s + batch_size, n)))
-            out.append(torch.softmax(model(**batch), dim=1).numpy())
+    out = [
+        torch.softmax(logits, dim=1).numpy()
+        for _, logits in _batched_logits(model, inputs, np.arange(n), batch_size)
+    ]
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
 

@@ -192,6 +192,7 @@ def merge_bdt(
     from onnx import compose
     from onnxmltools.convert.common.data_types import FloatTensorType
 
+    extractor = extractor or extractor_onnx()
     booster = model.get_booster()
     # the converter needs feature names of the form f0, f1, ...
     booster.feature_names = None
@@ -200,7 +201,7 @@ def merge_bdt(
         initial_types=[("hl_input", FloatTensorType([None, len(HL_FEATURES)]))],
         target_opset=15,
     )
-    front = onnx.load_from_string(extractor or extractor_onnx())
+    front = onnx.load_from_string(extractor)
     trees.ir_version = front.ir_version
     prob = next(o.name for o in trees.graph.output if "prob" in o.name)
     merged = compose.merge_models(

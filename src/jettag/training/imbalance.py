@@ -22,7 +22,7 @@ import numpy as np
 
 from jettag import performance
 from jettag.training import models
-from jettag.training.dataset import fit_preprocess, load_jets, raw_preprocess
+from jettag.training.dataset import load_jets, standardised_preprocess
 from jettag.training.fit import TrainConfig, fit_network, predict
 
 __all__ = ["METHODS", "imbalance_study", "imbalance_table"]
@@ -69,8 +69,7 @@ def imbalance_study(
     files = [*xcc_files, *xbb_files]
     spec = models.input_blocks(architecture)
     spec["output_names"] = [f"prob{c}" for c in CLASSES]
-    raw = load_jets(files, preprocess=raw_preprocess(spec), classes=CLASSES, max_jets_per_file=5000)
-    spec = fit_preprocess(spec, raw.inputs, identity_blocks=models.IDENTITY_BLOCKS)
+    spec = standardised_preprocess(files, spec, identity_blocks=models.IDENTITY_BLOCKS, classes=CLASSES)
     data = load_jets(files, preprocess=spec, classes=CLASSES, max_jets_per_file=max_jets_per_file)
     rng = np.random.default_rng(seed)
     cc, bb = np.flatnonzero(data.label == 0), np.flatnonzero(data.label == 1)

@@ -22,7 +22,7 @@ import numpy as np
 from jettag.labelling import TAGGER_CLASSES, JetSelection
 from jettag.pfnano import read_metadata
 from jettag.training import highlevel, models
-from jettag.training.dataset import JetDataset, fit_preprocess, load_jets, raw_preprocess
+from jettag.training.dataset import JetDataset, load_jets, standardised_preprocess
 from jettag.training.fit import TrainConfig, export_onnx, fit_network
 from jettag.training.weights import class_balance_weights, mass_weights
 
@@ -114,7 +114,8 @@ def train_tagger(
             raise ValueError(f"unknown recipe {recipe!r}; known: {sorted(RECIPES)}")
         recipe = RECIPES[recipe]
     log = log or (lambda line: None)
-    alpha = (config or recipe.train).focal_alpha
+    train_config = config or recipe.train
+    alpha = train_config.focal_alpha
     if alpha is not None and len(alpha) != len(TAGGER_CLASSES):
         raise ValueError(f"focal alpha needs {len(TAGGER_CLASSES)} values ({', '.join(TAGGER_CLASSES)}), got {len(alpha)}")
     out_dir = Path(out_dir)
@@ -125,11 +126,9 @@ def train_tagger(
 
     if recipe.kind == "network":
         # weaver's automatic standardisation, from the raw values of a subset of the jets
-        raw = load_jets(
-            files, preprocess=raw_preprocess(spec), selection=selection, processes=processes, max_jets_per_file=5000
+        spec = standardised_preprocess(
+            files, spec, identity_blocks=models.IDENTITY_BLOCKS, selection=selection, processes=processes
         )
-        spec = fit_preprocess(spec, raw.inputs, identity_blocks=models.IDENTITY_BLOCKS)
-        del raw
     data = load_jets(
         files, preprocess=spec, selection=selection, processes=processes, max_jets_per_file=max_jets_per_file
     )
@@ -142,21 +141,20 @@ def train_tagger(
 
     model_path = out_dir / "model.onnx"
     if recipe.kind == "bdt":
-        train_config = None
-        features = highlevel.extract(data.inputs)
+        extractor = highlevel.extractor_onnx()
+        features = highlevel.extract(data.inputs, extractor)
         settings = dict(recipe.bdt)
-        seed = (config or recipe.train).seed
+        seed = train_config.seed
         bdt, history = highlevel.fit_bdt(
             features, data.label, class_balance_weights(data.label, weights),
-            n_classes=len(TAGGER_CLASSES), seed=seed, threads=(config or recipe.train).threads, **settings,
+            n_classes=len(TAGGER_CLASSES), seed=seed, threads=train_config.threads, **settings,
         )
         log(f"XGBoost: {bdt.best_iteration + 1} rounds kept (validation mlogloss {history[bdt.best_iteration]['val_loss']:.4f})")
         check = {k: v[:500] for k, v in data.inputs.items()}
-        model_path.write_bytes(highlevel.merge_bdt(bdt, check))
+        model_path.write_bytes(highlevel.merge_bdt(bdt, check, extractor=extractor))
         details: dict[str, Any] = {"bdt": settings, "rounds_kept": int(bdt.best_iteration + 1), "seed": seed,
                                    "class_weights": "balanced", "hl_features": list(highlevel.HL_FEATURES)}
     else:
-        train_config = config or recipe.train
         net = models.build_model(recipe.architecture, len(TAGGER_CLASSES), seed=train_config.seed)
         net, history = fit_network(
             net, data.inputs, data.label, weights, train_config, input_names=spec["input_names"], log=log
