@@ -23,7 +23,7 @@ from pathlib import Path
 
 PLAIN_PYTHIA = """
 import sys, pythia8mc
-from jettag.processes import get_process
+from jettag.generator.processes import get_process
 n = int(sys.argv[2])
 pythia = pythia8mc.Pythia("", False)
 for line in (*get_process(sys.argv[1]).pythia_settings("mc"), "Random:setSeed = on", "Random:seed = 7"):

@@ -54,7 +54,10 @@ import numpy as np
 
 from jettag.tagger import Tagger
 from jettag.tagger.tagger import _prepare
-from jettag.tagger.testing import (
+
+# the small weaver-layout test models live with the tests
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from _models import (  # noqa: E402
     count_parameters,
     deepsets_model,
     particlenet_like_model,

@@ -153,7 +153,7 @@ def masked_sum_setup(seed: int = 7, pad_sv: float = 0.25, n_pf: int = 100, n_sv:
     PF blocks are masked; SV blocks are not, and their variables pad with ``pad_sv``,
     so the check also covers pad values and truncation.
     """
-    from jettag.tagger.testing import pnet_md_preprocess
+    from _models import pnet_md_preprocess
 
     pp = pnet_md_preprocess(n_pf=n_pf, n_sv=n_sv)
     for name in ("sv_points", "sv_features"):

@@ -30,7 +30,7 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def samples(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Generate the test samples once (two workers), return name -> path."""
-    from jettag.generate import generate
+    from jettag.generator import generate
 
     outdir = tmp_path_factory.mktemp("samples")
     paths = {}
@@ -51,7 +51,7 @@ TRAINING_SAMPLES = {
 @pytest.fixture(scope="session")
 def training_files(samples: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     """One file per class Xbb, Xcc, Xqq, QCD (xbb and qcd from ``samples``)."""
-    from jettag.generate import generate
+    from jettag.generator import generate
 
     outdir = tmp_path_factory.mktemp("training")
     paths = {"xbb": samples["xbb"], "qcd": samples["qcd"]}

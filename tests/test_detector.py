@@ -6,7 +6,7 @@ import awkward as ak
 import numpy as np
 import pytest
 
-from jettag.detector import (
+from jettag.generator.detector import (
     DATA_RESPONSE,
     DETECTOR_TABLE,
     MC_RESPONSE,
@@ -24,8 +24,8 @@ pytest.importorskip("pythia8mc")
 
 @pytest.fixture(scope="module")
 def zbb_particles() -> ak.Array:
-    from jettag.processes import get_process
-    from jettag.pythia import PythiaSource
+    from jettag.generator.processes import get_process
+    from jettag.generator.pythia import PythiaSource
 
     return PythiaSource(get_process("zbb"), "mc", 12345).next_batch(150)["particles"]
 

@@ -16,8 +16,8 @@ from jettag.evaluate import (
     score_files,
     write_results,
 )
-from jettag.labelling import TAGGER_CLASSES
-from jettag.training.dataset import JetDataset
+from jettag.samples.dataset import JetDataset
+from jettag.samples.labelling import TAGGER_CLASSES
 
 
 def _synthetic(n_sig: int = 4000, n_qcd: int = 20000, seed: int = 2) -> JetDataset:

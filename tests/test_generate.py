@@ -10,9 +10,9 @@ import awkward as ak
 import numpy as np
 import uproot
 
-from jettag import validation
-from jettag.generate import generate
-from jettag.pfnano import BRANCHES, EVENT_BRANCHES, MC_ONLY, read_metadata, truth_sidecar_path
+from jettag.generator import generate, validation
+from jettag.generator.pfnano import BRANCHES, EVENT_BRANCHES, MC_ONLY
+from jettag.samples.files import read_metadata, truth_sidecar_path
 
 
 def _open_pfnano(path: Path):
@@ -175,14 +175,14 @@ def test_cli_help_and_errors(tmp_path):
 
 def test_readme_detector_table_is_current():
     """The README's detector table is the one the code renders (docs stay true)."""
-    from jettag.detector import detector_table
+    from jettag.generator.detector import detector_table
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     start, end = "<!-- detector-table:start -->", "<!-- detector-table:end -->"
     table = readme[readme.index(start) + len(start) : readme.index(end)].strip()
     assert table == detector_table().strip(), (
         "README detector table is stale: replace it with the output of "
-        "python -c 'from jettag.detector import detector_table; print(detector_table())'"
+        "python -c 'from jettag.generator.detector import detector_table; print(detector_table())'"
     )
 
 

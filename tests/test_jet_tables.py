@@ -8,7 +8,7 @@ import awkward as ak
 import numpy as np
 import pytest
 
-from jettag.jet_tables import (
+from jettag.generator.jet_tables import (
     jet_constituent_table,
     jet_sv_table,
     track_features,

@@ -8,7 +8,7 @@ import awkward as ak
 import numpy as np
 import pytest
 
-from jettag.jets import cluster_fatjets
+from jettag.generator.jets import cluster_fatjets
 
 PFNANO = Path(__file__).parents[2] / "shared" / "data" / "pfnano.root"
 
@@ -187,9 +187,9 @@ def test_softdrop_matches_fastjet():
     """The numba soft drop gives FastJet SoftDrop's groomed mass on realistic jets."""
     import fastjet
 
-    from jettag.detector import RESPONSES, simulate
-    from jettag.processes import get_process
-    from jettag.pythia import PythiaSource
+    from jettag.generator.detector import RESPONSES, simulate
+    from jettag.generator.processes import get_process
+    from jettag.generator.pythia import PythiaSource
 
     generated = PythiaSource(get_process("zbb"), "mc", 5).next_batch(60)
     pf, _ = simulate(generated["particles"], RESPONSES["mc"], np.random.default_rng(1))

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import uproot
 
-from jettag.labelling import LABEL_BRANCHES, JetSelection, file_class, label_jets_of
+from jettag.samples.labelling import LABEL_BRANCHES, JetSelection, file_class, label_jets_of
 
 
 def _arrays(path):

@@ -15,6 +15,8 @@ from _tagger_reference import PFNANO, masked_sum_setup, read_branches, reference
 
 pytest.importorskip("onnx")
 
+from _models import masked_sum_model, mlp_model
+from _padding import layout_rows
 from jettag.tagger import (
     FEATURES,
     ModelValidationError,
@@ -27,8 +29,6 @@ from jettag.tagger import (
     register_feature,
     session_stats,
 )
-from jettag.tagger.padding import layout_rows
-from jettag.tagger.testing import masked_sum_model, mlp_model
 
 
 # --------------------------------------------------------------------------- a tiny PFNano file

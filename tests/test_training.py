@@ -13,18 +13,18 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("xgboost")
 pytest.importorskip("onnxmltools")
 
-from jettag.labelling import TAGGER_CLASSES  # noqa: E402
+from jettag.samples.dataset import load_jets  # noqa: E402
+from jettag.samples.labelling import TAGGER_CLASSES  # noqa: E402
 from jettag.tagger import InputBuilder, Tagger  # noqa: E402
 from jettag.training import highlevel, models  # noqa: E402
-from jettag.training.dataset import (  # noqa: E402
-    fit_preprocess,
-    load_jets,
-    raw_preprocess,
-    standardised_preprocess,
-)
 from jettag.training.fit import TrainConfig, _per_jet_loss, predict  # noqa: E402
 from jettag.training.imbalance import imbalance_study, imbalance_table  # noqa: E402
 from jettag.training.recipes import train_tagger  # noqa: E402
+from jettag.training.standardisation import (  # noqa: E402
+    fit_preprocess,
+    raw_preprocess,
+    standardised_preprocess,
+)
 from jettag.training.weights import class_balance_weights, mass_weights  # noqa: E402
 
 

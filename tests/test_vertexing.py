@@ -8,16 +8,16 @@ import awkward as ak
 import numpy as np
 import pytest
 
-from jettag.detector import DATA_RESPONSE, MC_RESPONSE, PION_MASS, simulate
-from jettag.vertexing import K0S_MASS, SV_FIELDS, find_secondary_vertices
+from jettag.generator.detector import DATA_RESPONSE, MC_RESPONSE, PION_MASS, simulate
+from jettag.generator.vertexing import K0S_MASS, SV_FIELDS, find_secondary_vertices
 
 pytest.importorskip("pythia8mc")
 
 
 @pytest.fixture(scope="module")
 def zbb():
-    from jettag.processes import get_process
-    from jettag.pythia import PythiaSource
+    from jettag.generator.processes import get_process
+    from jettag.generator.pythia import PythiaSource
 
     particles = PythiaSource(get_process("zbb"), "mc", 2024).next_batch(150)["particles"]
     pfcands, _ = simulate(particles, MC_RESPONSE, np.random.default_rng(11))

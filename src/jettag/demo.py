@@ -14,9 +14,9 @@ import json
 import math
 from pathlib import Path
 
-from jettag import taggers, validation
+from jettag import taggers
 from jettag.evaluate import evaluate_scores, markdown_table, score_files, write_results
-from jettag.generate import generate
+from jettag.generator import generate, validation
 
 __all__ = ["DEMO_SAMPLES", "run_demo"]
 

@@ -30,8 +30,8 @@ import awkward as ak
 import numpy as np
 
 from jettag import performance
-from jettag.labelling import TAGGER_CLASSES, JetSelection
-from jettag.training.dataset import JetDataset, load_jets
+from jettag.samples.dataset import JetDataset, load_jets
+from jettag.samples.labelling import TAGGER_CLASSES, JetSelection
 
 __all__ = [
     "MISTAG_POINTS",

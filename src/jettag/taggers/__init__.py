@@ -18,9 +18,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from jettag.tagger import Tagger
+from jettag.errors import JettagError
+from jettag.tagger import ModelValidationError, PreprocessError, Tagger, UnknownFeatureError
 
-__all__ = ["available", "card", "load", "model_dir"]
+__all__ = ["available", "card", "load", "model_dir", "resolve", "summary"]
 
 _HERE = Path(__file__).parent
 
@@ -51,3 +52,37 @@ def card(name: str) -> dict[str, Any]:
     if evaluation.is_file():
         out["evaluation"] = json.loads(evaluation.read_text())
     return out
+
+
+def resolve(spec: str | Path, **kwargs: Any) -> Tagger:
+    """A tagger from a shipped name (``pnet-lite``) or a model directory (kwargs go to it).
+
+    A directory that exists wins over a shipped name; anything else is a
+    :class:`~jettag.errors.JettagError` naming the shipped taggers.
+    """
+    path = Path(spec)
+    try:
+        if path.is_dir():
+            return Tagger.load(path, **kwargs)
+        if str(spec) in available():
+            return load(str(spec), **kwargs)
+    except (ModelValidationError, PreprocessError, UnknownFeatureError) as err:
+        raise JettagError(f"model {spec}: {err}") from None
+    raise JettagError(
+        f"model {spec}: neither a shipped tagger ({', '.join(available())}) nor a model directory"
+    )
+
+
+def summary(name: str) -> dict[str, Any]:
+    """What ``jettag taggers`` prints: classes, inputs, size on disk and place of a shipped tagger."""
+    path = model_dir(name)
+    tagger = load(name)
+    files = [p for p in path.rglob("*") if p.is_file()]
+    return {
+        "name": name,
+        "classes": list(tagger.class_names),
+        "inputs": {b.name: list(b.shape) for b in tagger.config.inputs},
+        "model_bytes": (path / "model.onnx").stat().st_size,
+        "directory_bytes": sum(p.stat().st_size for p in files),
+        "path": str(path),
+    }

@@ -21,9 +21,10 @@ from typing import Any
 import numpy as np
 
 from jettag import performance
+from jettag.samples.dataset import load_jets
 from jettag.training import models
-from jettag.training.dataset import load_jets, standardised_preprocess
 from jettag.training.fit import TrainConfig, fit_network, predict
+from jettag.training.standardisation import standardised_preprocess
 
 __all__ = ["METHODS", "imbalance_study", "imbalance_table"]
 

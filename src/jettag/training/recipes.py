@@ -19,14 +19,15 @@ from typing import Any
 
 import numpy as np
 
-from jettag.labelling import TAGGER_CLASSES, JetSelection
-from jettag.pfnano import read_metadata
+from jettag.samples.dataset import JetDataset, load_jets
+from jettag.samples.files import file_info
+from jettag.samples.labelling import TAGGER_CLASSES, JetSelection
 from jettag.training import highlevel, models
-from jettag.training.dataset import JetDataset, load_jets, standardised_preprocess
 from jettag.training.fit import TrainConfig, export_onnx, fit_network
+from jettag.training.standardisation import standardised_preprocess
 from jettag.training.weights import class_balance_weights, mass_weights
 
-__all__ = ["RECIPES", "Recipe", "file_info", "jet_weights", "train_tagger", "with_overrides"]
+__all__ = ["RECIPES", "Recipe", "jet_weights", "train_tagger", "with_overrides"]
 
 
 @dataclass(frozen=True)
@@ -72,16 +73,6 @@ def _spec(recipe: Recipe) -> dict[str, Any]:
     spec = highlevel.highlevel_inputs() if recipe.kind == "bdt" else models.input_blocks(recipe.architecture)
     spec["output_names"] = list(OUTPUT_NAMES)
     return spec
-
-
-def file_info(path: str | Path) -> dict[str, Any]:
-    info: dict[str, Any] = {"file": Path(path).name}
-    try:
-        meta = read_metadata(path)
-        info.update({k: meta.get(k) for k in ("process", "seed", "tune", "n_events", "jettag_version")})
-    except ValueError:
-        pass
-    return info
 
 
 def jet_weights(data: JetDataset, mass_weighting: str) -> np.ndarray:

@@ -35,7 +35,7 @@ import fastjet
 import numba
 import numpy as np
 
-from jettag import columnar
+from jettag.generator import columnar
 
 __all__ = ["FatJetResult", "cluster_fatjets"]
 

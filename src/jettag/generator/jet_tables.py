@@ -29,12 +29,11 @@ from __future__ import annotations
 import awkward as ak
 import numpy as np
 
-from jettag import columnar
+from jettag.generator import columnar
 
 __all__ = [
     "jet_constituent_table",
     "jet_sv_table",
-    "jets_with_muon",
     "written_pfcands_index",
 ]
 
@@ -231,14 +230,3 @@ def jet_sv_table(
     }
     return columnar.jagged(columnar.offsets(np.bincount(evt, minlength=nevents)), fields)
 
-
-def jets_with_muon(jets: ak.Array, muons: ak.Array, *, pt_min: float, dr_max: float) -> ak.Array:
-    """Per jet: does a muon above ``pt_min`` lie within ``dr_max`` of its axis?
-
-    Used by the ``gbb_mu`` generator filter and by the sample reader, so that the
-    two agree on what a muon-tagged jet is.
-    """
-    muons = muons[muons["pt"] > pt_min]
-    dphi = (jets["phi"][:, :, None] - muons["phi"][:, None, :] + np.pi) % (2 * np.pi) - np.pi
-    deta = jets["eta"][:, :, None] - muons["eta"][:, None, :]
-    return ak.any(np.hypot(deta, dphi) < dr_max, axis=-1)

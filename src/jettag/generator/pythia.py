@@ -37,8 +37,8 @@ import awkward as ak
 import numba
 import numpy as np
 
-from jettag import columnar
-from jettag.processes import Process
+from jettag.generator import columnar
+from jettag.generator.processes import Process
 
 __all__ = [
     "WEAK_B_HADRONS",
@@ -239,7 +239,7 @@ class MixtureSource:
     """
 
     def __init__(self, process: Process, tune: str, seed: int):
-        from jettag.processes import get_process
+        from jettag.generator.processes import get_process
 
         self.process = process
         sequences = np.random.SeedSequence([seed, 7]).spawn(len(process.components) + 1)

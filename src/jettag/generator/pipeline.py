@@ -26,9 +26,9 @@ import awkward as ak
 import numpy as np
 
 from jettag import __version__
-from jettag.detector import RESPONSES, DetectorResponse
-from jettag.processes import TUNES, Process, get_process
-from jettag.pythia import make_source, pythia_seed
+from jettag.generator.detector import RESPONSES, DetectorResponse
+from jettag.generator.processes import TUNES, Process, get_process
+from jettag.generator.pythia import make_source, pythia_seed
 
 __all__ = ["GenerationSummary", "generate", "reconstruct", "simulate_chunk"]
 
@@ -58,7 +58,7 @@ def reconstruct(
     collections by name for the events that pass ``event_filter``, and the
     indices of those events in ``particles``.
     """
-    from jettag import detector, jet_tables, jets, truth, vertexing
+    from jettag.generator import detector, jet_tables, jets, truth, vertexing
 
     selected = np.arange(len(particles))
     pfcands, muons = detector.simulate(particles, response, rng)
@@ -103,7 +103,7 @@ def _passes_filter(name: str | None, collections: dict[str, ak.Array]) -> np.nda
     if name is None:
         return np.ones(n, bool)
     if name == "fatjet_muon5":
-        from jettag.jet_tables import jets_with_muon
+        from jettag.samples.fatjets import jets_with_muon
 
         tagged = jets_with_muon(
             collections["FatJet"], collections["Muon"], pt_min=FILTER_MUON_PT, dr_max=FILTER_MUON_DR
@@ -271,7 +271,8 @@ def generate(
     """Generate ``n_events`` events of ``process`` into the PFNano file ``out``."""
     from tqdm.auto import tqdm
 
-    from jettag.pfnano import PFNanoWriter, truth_sidecar_path
+    from jettag.generator.pfnano import PFNanoWriter
+    from jettag.samples.files import truth_sidecar_path
 
     proc = get_process(process)
     if tune not in RESPONSES:

@@ -82,7 +82,7 @@ import awkward as ak
 import numba
 import numpy as np
 
-from jettag import columnar
+from jettag.generator import columnar
 
 __all__ = [
     "DATA_RESPONSE",

@@ -23,18 +23,14 @@ import awkward as ak
 import numba
 import numpy as np
 
-from jettag import columnar
+from jettag.generator import columnar
 
 __all__ = [
-    "FLAVOUR_CATEGORIES",
-    "flavour_category",
     "gen_particles",
     "heavy_hadron_flags",
     "label_jets",
 ]
 
-#: Jet truth categories in the order of ``flavour_category`` codes.
-FLAVOUR_CATEGORIES: tuple[str, ...] = ("light", "c", "cc", "b", "bb")
 
 # statusFlags bits as in CMS NanoAOD GenPart
 _IS_PROMPT = 1 << 0
@@ -190,15 +186,6 @@ def label_jets(
             }
         ),
         jet_counts,
-    )
-
-
-def flavour_category(n_b: np.ndarray | ak.Array, n_c: np.ndarray | ak.Array) -> np.ndarray | ak.Array:
-    """Category code per jet, indexing ``FLAVOUR_CATEGORIES``: 0 light, 1 c, 2 cc, 3 b, 4 bb."""
-    n_b = n_b * 1  # promote uint8 and keep jaggedness
-    n_c = n_c * 1
-    return ak.where(
-        n_b >= 2, 4, ak.where(n_b == 1, 3, ak.where(n_c >= 2, 2, ak.where(n_c == 1, 1, 0)))
     )
 
 

@@ -28,12 +28,12 @@ from typing import Any
 import awkward as ak
 import numpy as np
 
-from jettag.pfnano import read_metadata
-from jettag.processes import get_process
+from jettag.samples.files import read_metadata
 
 __all__ = [
     "LABEL_BRANCHES",
     "PROCESS_CLASSES",
+    "PROCESS_RESONANCES",
     "TAGGER_CLASSES",
     "JetSelection",
     "LabelledJets",
@@ -56,6 +56,10 @@ PROCESS_CLASSES: dict[str, str] = {
     "zqq": "Xqq",
     "qcd": "QCD",
 }
+
+#: PDG id of the resonance whose decay labels the signal jets of each signal
+#: process (the generator's ``Process.resonance``; a test holds the two equal).
+PROCESS_RESONANCES: dict[str, int] = {"xbb": 25, "xcc": 25, "xqq": 25, "zbb": 23, "zcc": 23, "zqq": 23}
 
 #: Branches read to label and select jets.
 LABEL_BRANCHES: tuple[str, ...] = (
@@ -126,8 +130,8 @@ def file_class(path: str | Path, process: str | None = None) -> str:
 
 
 def resonance_of(process: str) -> int:
-    """PDG id of the decaying resonance of a signal process (25 where the process has none)."""
-    return get_process(process).resonance or 25
+    """PDG id of the decaying resonance of a process that provides a class (25 for ``qcd``)."""
+    return PROCESS_RESONANCES.get(process, 25)
 
 
 def _decay_contained(arrays: Mapping[str, Any], pdg_id: int, match_dr: float) -> ak.Array:

@@ -52,8 +52,8 @@ from __future__ import annotations
 import awkward as ak
 import numpy as np
 
-from jettag import columnar
-from jettag.detector import PION_MASS, DetectorResponse
+from jettag.generator import columnar
+from jettag.generator.detector import PION_MASS, DetectorResponse
 
 __all__ = ["K0S_MASS", "SV_FIELDS", "find_secondary_vertices"]
 

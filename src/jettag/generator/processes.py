@@ -105,7 +105,7 @@ class Process:
     settings: tuple[str, ...]
     #: settings that make events weighted; applied to simulation (tune mc) only
     bias: tuple[str, ...] = ()
-    #: name of the reconstruction-level filter, see ``jettag.generate``
+    #: name of the reconstruction-level filter, see ``jettag.generator.pipeline``
     event_filter: str | None = None
     #: PDG id of the hard resonance whose decay labels the signal jet
     resonance: int | None = None

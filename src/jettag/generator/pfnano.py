@@ -20,15 +20,14 @@ import awkward as ak
 import numpy as np
 import uproot
 
+from jettag.samples.files import METADATA_KEY, TRUTH_TREE, truth_sidecar_path
+
 __all__ = [
     "BRANCHES",
     "EVENT_BRANCHES",
     "MC_ONLY",
-    "TRUTH_TREE",
     "PFNanoWriter",
     "cast_collection",
-    "read_metadata",
-    "truth_sidecar_path",
 ]
 
 F4, I4, U1, U4, U8, B1 = "float32", "int32", "uint8", "uint32", "uint64", "bool"
@@ -96,16 +95,6 @@ MC_ONLY: dict[str, tuple[str, ...]] = {
     "SubJet": ("hadronFlavour", "nBHadrons", "nCHadrons"),
     "": ("genWeight",),
 }
-
-#: Name of the truth tree in a pseudo-data sidecar file.
-TRUTH_TREE = "Truth"
-
-
-def truth_sidecar_path(path: str | Path) -> Path:
-    """``sample.root`` -> ``sample.truth.root``: where pseudo-data truth lives."""
-    path = Path(path)
-    return path.with_name(path.stem + ".truth.root")
-
 
 def cast_collection(name: str, records: ak.Array, *, drop: tuple[str, ...] = ()) -> ak.Array:
     """Cast a jagged collection to the PFNano types, in ``BRANCHES`` order."""
@@ -179,10 +168,10 @@ class PFNanoWriter:
     def close(self) -> None:
         """Write the metadata (a JSON TObjString ``jettag_metadata``) and close."""
         self.metadata["n_events"] = self.n_written
-        self._file["jettag_metadata"] = json.dumps(self.metadata, sort_keys=True)
+        self._file[METADATA_KEY] = json.dumps(self.metadata, sort_keys=True)
         self._file.close()
         if self._truth_file is not None:
-            self._truth_file["jettag_metadata"] = json.dumps(self.metadata, sort_keys=True)
+            self._truth_file[METADATA_KEY] = json.dumps(self.metadata, sort_keys=True)
             self._truth_file.close()
 
     def __enter__(self) -> PFNanoWriter:
@@ -197,10 +186,3 @@ def _make_tree(file: Any, name: str, data: dict[str, Any]) -> Any:
     types = {k: (v.type if isinstance(v, ak.Array) else v.dtype) for k, v in data.items()}
     return file.mktree(name, types, counter_name=lambda counted: "n" + counted)
 
-
-def read_metadata(path: str | Path) -> dict[str, Any]:
-    """The generation metadata stored in a jettag-written file."""
-    with uproot.open(path) as f:
-        if "jettag_metadata" not in f:
-            raise ValueError(f"{path}: not a jettag-generated file (no jettag_metadata)")
-        return json.loads(str(f["jettag_metadata"]))

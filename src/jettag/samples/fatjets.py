@@ -17,11 +17,19 @@ import awkward as ak
 import numpy as np
 import uproot
 
-from jettag.jet_tables import jets_with_muon
-from jettag.pfnano import TRUTH_TREE, truth_sidecar_path
-from jettag.truth import flavour_category
+from jettag.samples.files import TRUTH_TREE, truth_sidecar_path
 
-__all__ = ["flat_mass_weights", "read_fatjets", "resonance_mass"]
+__all__ = [
+    "FLAVOUR_CATEGORIES",
+    "flat_mass_weights",
+    "flavour_category",
+    "jets_with_muon",
+    "read_fatjets",
+    "resonance_mass",
+]
+
+#: Jet truth categories in the order of ``flavour_category`` codes.
+FLAVOUR_CATEGORIES: tuple[str, ...] = ("light", "c", "cc", "b", "bb")
 
 _JET_FIELDS = ("pt", "eta", "phi", "mass", "msoftdrop", "n2b1", "tau1", "tau2")
 _LABELS = ("hadronFlavour", "nBHadrons", "nCHadrons")
@@ -47,7 +55,7 @@ def read_fatjets(path: str | Path, *, muon_pt: float = 5.0, muon_dr: float = 0.8
     """Per-event fat jets of ``path`` with truth and tag observables.
 
     Fields per jet: the kinematics, ``label`` (index into
-    ``jettag.truth.FLAVOUR_CATEGORIES``), ``nBHadrons``, ``nCHadrons``,
+    ``FLAVOUR_CATEGORIES``), ``nBHadrons``, ``nCHadrons``,
     ``n_sv`` (associated SVs), ``sip3dsig_1`` / ``sip3dsig_2`` (largest and
     second-largest track 3D IP significance), ``has_muon`` (a muon above
     ``muon_pt`` within ``muon_dr``), and ``weight`` (the event's genWeight,
@@ -138,3 +146,24 @@ def flat_mass_weights(
     mean = counts[filled].mean() if filled.any() else 0.0
     weights[inside] = mean / counts[index[inside]]
     return weights
+
+
+def flavour_category(n_b: np.ndarray | ak.Array, n_c: np.ndarray | ak.Array) -> np.ndarray | ak.Array:
+    """Category code per jet, indexing ``FLAVOUR_CATEGORIES``: 0 light, 1 c, 2 cc, 3 b, 4 bb."""
+    n_b = n_b * 1  # promote uint8 and keep jaggedness
+    n_c = n_c * 1
+    return ak.where(
+        n_b >= 2, 4, ak.where(n_b == 1, 3, ak.where(n_c >= 2, 2, ak.where(n_c == 1, 1, 0)))
+    )
+
+
+def jets_with_muon(jets: ak.Array, muons: ak.Array, *, pt_min: float, dr_max: float) -> ak.Array:
+    """Per jet: does a muon above ``pt_min`` lie within ``dr_max`` of its axis?
+
+    Used by the ``gbb_mu`` generator filter and by the sample reader, so that the
+    two agree on what a muon-tagged jet is.
+    """
+    muons = muons[muons["pt"] > pt_min]
+    dphi = (jets["phi"][:, :, None] - muons["phi"][:, None, :] + np.pi) % (2 * np.pi) - np.pi
+    deta = jets["eta"][:, :, None] - muons["eta"][:, None, :]
+    return ak.any(np.hypot(deta, dphi) < dr_max, axis=-1)

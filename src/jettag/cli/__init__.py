@@ -1,0 +1,74 @@
+"""The ``jettag`` command line: one entry point, one module per subcommand.
+
+Each subcommand module defines ``add(subparsers)`` (its arguments) and
+``run(args) -> int`` (the work, delegated to a library module). :func:`main`
+is the one place where errors become messages: a :class:`~jettag.errors.JettagError`,
+an ``OSError`` or a ``ValueError`` raised by the library is printed as one line
+``jettag COMMAND: error: ...`` with exit code 2 (set ``JETTAG_DEBUG=1`` for the
+traceback). No library module imports this package.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from types import ModuleType
+
+from jettag.errors import JettagError
+
+__all__ = ["build_parser", "main"]
+
+
+def _commands() -> dict[str, ModuleType]:
+    from jettag.cli import demo, evaluate, generate, imbalance, tag, taggers, train
+
+    return {
+        "demo": demo,
+        "generate": generate,
+        "tag": tag,
+        "taggers": taggers,
+        "train": train,
+        "evaluate": evaluate,
+        "imbalance-study": imbalance,
+    }
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand."""
+    from jettag import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="jettag",
+        description=(
+            "jettag: columnar jet tagging for coffea. Generate PFNano events, run ONNX "
+            "taggers (weaver format) on (PF)NanoAOD, train and evaluate the reference "
+            "taggers. Planned: DDT maps (jettag ddt), scale factors (jettag sf), "
+            "runs on a dask cluster (jettag run)."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"jettag {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers.required = True
+    for module in _commands().values():
+        module.add(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``jettag`` program."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    run = _commands()[args.command].run
+    try:
+        return run(args)
+    except KeyboardInterrupt:
+        print(f"jettag {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except (JettagError, OSError, ValueError) as err:
+        if os.environ.get("JETTAG_DEBUG"):
+            raise
+        message = " ".join(str(err).split()) or type(err).__name__
+        print(f"jettag {args.command}: error: {message}", file=sys.stderr)
+        return 2

@@ -1,0 +1,47 @@
+"""What a jettag-written file carries besides its events: metadata and the truth sidecar.
+
+The generator writes these and every reader (labelling, the sample reader,
+training and evaluation) reads them, so their names live here, on the floor
+that both stand on.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import uproot
+
+__all__ = ["METADATA_KEY", "TRUTH_TREE", "file_info", "read_metadata", "truth_sidecar_path"]
+
+#: Name of the JSON string (a ``TObjString``) holding the generation metadata.
+METADATA_KEY = "jettag_metadata"
+
+#: Name of the truth tree in a pseudo-data sidecar file.
+TRUTH_TREE = "Truth"
+
+
+def truth_sidecar_path(path: str | Path) -> Path:
+    """``sample.root`` -> ``sample.truth.root``: where pseudo-data truth lives."""
+    path = Path(path)
+    return path.with_name(path.stem + ".truth.root")
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """The generation metadata stored in a jettag-written file."""
+    with uproot.open(path) as f:
+        if METADATA_KEY not in f:
+            raise ValueError(f"{path}: not a jettag-generated file (no {METADATA_KEY})")
+        return json.loads(str(f[METADATA_KEY]))
+
+
+def file_info(path: str | Path) -> dict[str, Any]:
+    """A file's name and, for a jettag file, the metadata that says how it was made."""
+    info: dict[str, Any] = {"file": Path(path).name}
+    try:
+        meta = read_metadata(path)
+        info.update({k: meta.get(k) for k in ("process", "seed", "tune", "n_events", "jettag_version")})
+    except ValueError:
+        pass
+    return info
