@@ -53,7 +53,7 @@ import awkward as ak
 import numpy as np
 
 from jettag.tagger import Tagger
-from jettag.tagger.tagger import _prepare
+from jettag.tagger.chunks import _prepare
 
 # the small weaver-layout test models live with the tests
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))

@@ -1,4 +1,58 @@
-"""coffea processors shipped with jettag (g->bb and Z->bb proxies, DDT map derivation, an example analysis).
+"""coffea processors shipped with jettag, and their registry.
 
 Installed as ``jettag.processors``; in a checkout they live in ``processors/``.
+Each processor is a ``coffea.processor.ProcessorABC`` that reads like the
+analysis note (select, compute, fill) and calls the library for the heavy
+lifting; it is registered here under a short name, so that the CLI and users
+find it by name:
+
+>>> from jettag import processors
+>>> processors.available()
+>>> cls = processors.get("NAME")
+
+No processor ships yet. Planned, each with its own issue: the g->bb and Z->bb
+proxy selections for scale factors, the QCD processor that derives DDT maps,
+and an example analysis that consumes tagger scores, DDT maps and scale factors.
 """
+
+from __future__ import annotations
+
+import importlib
+
+__all__ = ["available", "get", "register"]
+
+#: name -> "module:Class" (module relative to this package, or absolute)
+_REGISTRY: dict[str, str] = {}
+
+
+def register(name: str, target: str) -> None:
+    """Register the processor class ``target`` (``"module:Class"``) under ``name``.
+
+    The module is imported only when the processor is asked for, so listing
+    processors stays cheap.
+    """
+    if ":" not in target:
+        raise ValueError(f"target must read 'module:Class', got {target!r}")
+    if name in _REGISTRY and _REGISTRY[name] != target:
+        raise ValueError(f"processor {name!r} is already registered as {_REGISTRY[name]!r}")
+    _REGISTRY[name] = target
+
+
+def available() -> tuple[str, ...]:
+    """Names of the registered processors."""
+    return tuple(sorted(_REGISTRY))
+
+
+def get(name: str) -> type:
+    """The processor class registered as ``name``."""
+    try:
+        target = _REGISTRY[name]
+    except KeyError:
+        known = ", ".join(available()) or "none yet"
+        raise ValueError(f"no processor {name!r}; registered: {known}") from None
+    module_name, _, class_name = target.partition(":")
+    if module_name.startswith("."):
+        module = importlib.import_module(module_name, package=__name__)
+    else:
+        module = importlib.import_module(module_name)
+    return getattr(module, class_name)

@@ -283,7 +283,7 @@ def test_builtin_kernels_match_feature_functions():
 def test_batches_in_reused_buffers_equal_the_full_tensors(short_model):
     """Double-buffered batches (pads written only where a previous batch had more
     constituents) give exactly the tensors built in one go, for any batch size."""
-    from jettag.tagger.tagger import _prepare
+    from jettag.tagger.chunks import _prepare
 
     tagger, *_ = short_model
     events = ak.zip(_tiny_events(), depth_limit=1)

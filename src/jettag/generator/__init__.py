@@ -5,11 +5,21 @@ runs. The modules, in the order events flow through them: ``processes`` and
 ``tunes`` (what to generate, as data), ``pythia`` (the columnar source),
 ``detector``, ``vertexing``, ``jets``, ``jet_tables``, ``truth``, ``pfnano``
 (the writer); ``validation`` holds the physics checks of generated samples.
-Importing :mod:`jettag.tagger` never imports this package.
+Importing :mod:`jettag.tagger` never imports this package, and importing this
+package does not import Pythia or FastJet until ``generate`` is used.
 """
 
 from __future__ import annotations
 
-from jettag.generator.pipeline import GenerationSummary, generate
+from typing import Any
 
 __all__ = ["GenerationSummary", "generate"]
+
+
+def __getattr__(name: str) -> Any:
+    # the pipeline pulls in Pythia, FastJet and numba kernels: load it on first use only
+    if name in __all__:
+        from jettag.generator import pipeline
+
+        return getattr(pipeline, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

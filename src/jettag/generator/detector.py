@@ -8,7 +8,8 @@ its properties drawn from resolution functions, instead of a transport through
 material. It is vectorised over a whole chunk of events (flat numpy arrays +
 offsets; numba for the mother-chain walk and the muon isolation).
 
-What it models, and with which numbers (``MC_RESPONSE`` / ``DATA_RESPONSE``;
+What it models, and with which numbers (``MC_RESPONSE`` / ``DATA_RESPONSE``, the
+detectors of the ``mc`` and ``data`` tunes of :mod:`~jettag.generator.tunes`;
 ``detector_table()`` renders every parameter of both as markdown):
 
 ======================  =============================================  ==========================
@@ -86,12 +87,10 @@ from jettag.generator import columnar
 
 __all__ = [
     "DATA_RESPONSE",
-    "DETECTOR_TABLE",
     "MC_RESPONSE",
     "MUON_FIELDS",
     "PFCAND_FIELDS",
     "PFCAND_INTERNAL_FIELDS",
-    "RESPONSES",
     "DetectorResponse",
     "detector_table",
     "simulate",
@@ -251,8 +250,6 @@ DATA_RESPONSE = dataclasses.replace(
     sv_res_perp=MC_RESPONSE.sv_res_perp * 1.25,
 )
 
-RESPONSES: dict[str, DetectorResponse] = {"mc": MC_RESPONSE, "data": DATA_RESPONSE}
-
 
 #: (mass GeV, c tau cm, branching fraction into a muon) of pi+- and K+-
 _DECAY_IN_FLIGHT = {211: (0.13957, 780.45, 0.9999), 321: (0.49368, 371.2, 0.6356 + 0.0335)}
@@ -274,8 +271,14 @@ def fake_muon_probability(abs_pdg: np.ndarray, p: np.ndarray, r: DetectorRespons
 
 
 def detector_table(responses: dict[str, DetectorResponse] | None = None) -> str:
-    """Every ``DetectorResponse`` parameter as a markdown table, one column per response."""
-    responses = RESPONSES if responses is None else responses
+    """Every ``DetectorResponse`` parameter as a markdown table, one column per response.
+
+    By default one column per tune of :data:`jettag.generator.tunes.TUNES`, its detector.
+    """
+    if responses is None:
+        from jettag.generator.tunes import TUNES
+
+        responses = {name: tune.detector for name, tune in TUNES.items()}
     head = "| parameter | meaning | unit | " + " | ".join(responses) + " |"
     lines = [head, "|" + " --- |" * (3 + len(responses))]
     for f in dataclasses.fields(DetectorResponse):
@@ -294,9 +297,6 @@ def _fmt(value) -> str:
         return f"{value:.4g}"
     return str(value)
 
-
-#: The markdown detector table for the README (MC and pseudo-data columns).
-DETECTOR_TABLE: str = detector_table()
 
 # --------------------------------------------------------------------------
 # output layout

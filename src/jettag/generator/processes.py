@@ -2,16 +2,19 @@
 
 Each process is data: the Pythia settings strings that define it, what its
 generator weights mean, and an optional event filter name (applied after
-reconstruction). Tunes are data too: ``mc`` is Pythia's default Monash tune;
-``data`` changes fragmentation and shower parameters so that pseudo-data differ
-from the simulation in the variables that tagging uses (see ``TUNES``).
+reconstruction). ``Process.pythia_settings(tune)`` appends the settings of a
+tune (a :class:`~jettag.generator.tunes.Tune`, which lives in
+:mod:`~jettag.generator.tunes`) and the process's weighting bias, which
+applies to simulation only.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["COMMON_SETTINGS", "PROCESSES", "TUNES", "Process", "get_process"]
+from jettag.generator.tunes import Tune, get_tune
+
+__all__ = ["COMMON_SETTINGS", "PROCESSES", "Process", "get_process"]
 
 #: Settings shared by every process: LHC Run 3 energy, silent Pythia.
 #: Long-lived hadrons (K0S, Lambda, ...) are decayed by Pythia with their true
@@ -80,22 +83,6 @@ _PTHAT_BIAS = (
 )
 
 
-#: Generator tunes. ``data`` moves the b-fragmentation (Bowler rFactB), the
-#: Lund a/b parameters, the final-state shower alpha_s and the string pT width
-#: away from Monash by a few standard deviations of their tuning uncertainties.
-TUNES: dict[str, tuple[str, ...]] = {
-    "mc": (),
-    "data": (
-        "StringZ:rFactB = 1.10",
-        "StringZ:rFactC = 1.60",
-        "StringZ:aLund = 0.76",
-        "StringZ:bLund = 1.02",
-        "TimeShower:alphaSvalue = 0.128",
-        "StringPT:sigma = 0.37",
-    ),
-}
-
-
 @dataclass(frozen=True)
 class Process:
     """A generator process: Pythia settings plus how to read its output."""
@@ -103,7 +90,7 @@ class Process:
     name: str
     description: str
     settings: tuple[str, ...]
-    #: settings that make events weighted; applied to simulation (tune mc) only
+    #: settings that make events weighted; applied to simulation (``Tune.is_mc``) only
     bias: tuple[str, ...] = ()
     #: name of the reconstruction-level filter, see ``jettag.generator.pipeline``
     event_filter: str | None = None
@@ -117,12 +104,21 @@ class Process:
     #: the tunes this process may be generated with
     tunes: tuple[str, ...] = ("mc", "data")
 
-    def pythia_settings(self, tune: str) -> tuple[str, ...]:
-        """Every Pythia setting for this process under ``tune``."""
-        if tune not in self.tunes:
-            raise ValueError(f"process {self.name!r} is generated with tune {' or '.join(self.tunes)}, not {tune!r}")
-        bias = self.bias if tune == "mc" else ()
-        return (*COMMON_SETTINGS, *self.settings, *bias, *TUNES[tune])
+    def check_tune(self, tune: str | Tune) -> Tune:
+        """``tune`` resolved, once it is one this process may be generated with."""
+        tune = get_tune(tune)
+        if tune.name not in self.tunes:
+            raise ValueError(
+                f"process {self.name!r} is generated with tune {' or '.join(self.tunes)}, "
+                f"not {tune.name!r}"
+            )
+        return tune
+
+    def pythia_settings(self, tune: str | Tune) -> tuple[str, ...]:
+        """Every Pythia setting for this process under ``tune`` (a Tune or its name)."""
+        tune = self.check_tune(tune)
+        bias = self.bias if tune.is_mc else ()
+        return (*COMMON_SETTINGS, *self.settings, *bias, *tune.pythia_settings)
 
 
 PROCESSES: dict[str, Process] = {

@@ -1,9 +1,10 @@
 """Tunes: what makes simulation (``mc``) and pseudo-data (``data``) differ, in one object.
 
 A :class:`Tune` holds everything a tune changes: the Pythia settings appended
-to every process, the detector response, the ``run`` number written, and
-whether generator truth is kept in the file. It is resolved once
-(:func:`get_tune`) and passed down; nothing else branches on the tune's name.
+to every process, the detector response, the ``run`` number written, whether
+generator truth is kept in the file (and weights allowed), and the key of its
+random streams. ``generate`` resolves it once (:func:`get_tune`) and passes
+the object down; nothing else branches on the tune's name.
 """
 
 from __future__ import annotations
@@ -29,6 +30,10 @@ class Tune:
     #: simulation keeps generator truth in the file (and may be weighted);
     #: pseudo-data move it to a sidecar and are never weighted
     is_mc: bool
+    #: enters the seed of every chunk's random streams (with the seed, the process
+    #: and the chunk index), so that the tunes draw independent events from one
+    #: seed; fixed per tune, never reused: changing it changes every sample
+    seed_key: int
 
 
 TUNES: dict[str, Tune] = {
@@ -39,6 +44,7 @@ TUNES: dict[str, Tune] = {
         detector=MC_RESPONSE,
         run_number=1,
         is_mc=True,
+        seed_key=0,
     ),
     # ``data`` moves the b-fragmentation (Bowler rFactB), the Lund a/b parameters,
     # the final-state shower alpha_s and the string pT width away from Monash by
@@ -57,6 +63,7 @@ TUNES: dict[str, Tune] = {
         detector=DATA_RESPONSE,
         run_number=100001,
         is_mc=False,
+        seed_key=1,
     ),
 }
 
