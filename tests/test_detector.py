@@ -8,16 +8,15 @@ import pytest
 
 from jettag.generator.detector import (
     DATA_RESPONSE,
-    DETECTOR_TABLE,
     MC_RESPONSE,
     MUON_FIELDS,
     PFCAND_FIELDS,
     PFCAND_INTERNAL_FIELDS,
-    RESPONSES,
     DetectorResponse,
     simulate,
     true_impact_parameters,
 )
+from jettag.generator.tunes import TUNES
 
 pytest.importorskip("pythia8mc")
 
@@ -279,7 +278,7 @@ def test_muon_isolation_synthetic():
 def test_data_response_differs(zbb_particles):
     mc_pf, _ = simulate(zbb_particles, MC_RESPONSE, np.random.default_rng(3))
     data_pf, _ = simulate(zbb_particles, DATA_RESPONSE, np.random.default_rng(3))
-    assert RESPONSES == {"mc": MC_RESPONSE, "data": DATA_RESPONSE}
+    assert {name: tune.detector for name, tune in TUNES.items()} == {"mc": MC_RESPONSE, "data": DATA_RESPONSE}
     # fewer tracks in pseudo-data
     n_mc = ak.sum(mc_pf.isTrack)
     n_data = ak.sum(data_pf.isTrack)
@@ -301,8 +300,11 @@ def test_data_response_differs(zbb_particles):
 def test_detector_table_documents_every_field():
     import dataclasses
 
+    from jettag.generator.tunes import detector_table
+
+    table = detector_table()
     for f in dataclasses.fields(DetectorResponse):
         assert f.metadata.get("doc"), f.name
         if f.name != "name":
-            assert f"`{f.name}`" in DETECTOR_TABLE
-    assert "| mc | data |" in DETECTOR_TABLE.splitlines()[0]
+            assert f"`{f.name}`" in table
+    assert "| mc | data |" in table.splitlines()[0]

@@ -10,6 +10,7 @@ import pytest
 from jettag import performance, taggers
 from jettag.cli import main
 from jettag.evaluate import (
+    MIN_BACKGROUND_JETS,
     discriminant,
     evaluate_scores,
     markdown_table,
@@ -56,6 +57,93 @@ def test_evaluate_scores_figures_match_the_performance_module(tmp_path):
     assert (tmp_path / "roc_Xbb_vs_QCD.png").stat().st_size > 1000
     assert json.loads((tmp_path / "evaluation.json").read_text())["toy"]["signals"]["Xbb"]["auc"] == e["auc"]
     assert len(written) == 4 and (tmp_path / "msd_sculpting_toy.png").is_file()
+
+
+def _flags(entry):
+    return {key: c["stat_limited"] for key, c in entry["counts"].items()}
+
+
+def test_every_figure_carries_its_counts_and_few_qcd_jets_are_flagged(tmp_path):
+    # 263 QCD jets (the demo's size): 1% mistag rests on 2.6 of them, 0.1% on 0.26
+    few = evaluate_scores(_synthetic(n_sig=800, n_qcd=263, seed=3))["signals"]["Xbb"]
+    assert few["n_signal"] == 800 and few["n_background"] == 263
+    assert few["counts"]["auc"] == {"n_signal": 800, "n_background": 263, "stat_limited": False}
+    assert few["counts"]["eff_sig_at_mistag_0.01"]["n_background_pass"] == pytest.approx(2.63)
+    assert few["counts"]["eff_sig_at_mistag_0.001"]["n_background_pass"] == pytest.approx(0.26)
+    assert _flags(few)["eff_sig_at_mistag_0.01"] and _flags(few)["eff_sig_at_mistag_0.001"]
+    assert not _flags(few)["inv_eff_bkg_at_eff_sig_0.8"]  # about 30 QCD jets pass at 80% signal
+    # 20000 QCD jets: 200 and 20 pass the mistag points: nothing flagged
+    many = evaluate_scores(_synthetic())["signals"]["Xbb"]
+    assert not any(_flags(many).values()) and not many["mass_sculpting"]["stat_limited"]
+    assert many["counts"]["eff_sig_at_mistag_0.001"]["n_background_pass"] == pytest.approx(20)
+    assert many["mass_sculpting"]["n_background_pass"] == 1000  # 5% of 20000
+    # the table marks what is flagged and says what the mark means, with the counts
+    table = markdown_table({"few": {"signals": {"Xbb": few}}, "many": {"signals": {"Xbb": many}}})
+    few_row = next(line for line in table.splitlines() if line.startswith("| few |"))
+    many_row = next(line for line in table.splitlines() if line.startswith("| many |"))
+    assert "800 / 263" in few_row and f"{few['eff_sig_at_mistag_0.01']:.3f}†" in few_row
+    assert "†" not in many_row
+    assert f"† statistics-limited: fewer than {MIN_BACKGROUND_JETS} QCD jets" in table
+    assert "eff_sig @ 1% QCD on 2.63 QCD jets passing" in table
+
+
+def test_no_qcd_jet_passing_gives_a_lower_limit_not_inf(tmp_path):
+    data = _synthetic(n_sig=500, n_qcd=40, seed=4)
+    data.scores[data.label == 0, 0], data.scores[data.label == 0, 3] = 0.99, 0.01  # signal above all QCD
+    data.scores[data.label == 3, 0], data.scores[data.label == 3, 3] = 0.2, 0.8
+    res = evaluate_scores(data)
+    e = res["signals"]["Xbb"]
+    for key in ("inv_eff_bkg_at_eff_sig_0.2", "inv_eff_bkg_at_eff_sig_0.8"):
+        assert e[key] is None
+        assert e["counts"][key] == {"n_background_pass": 0.0, "stat_limited": True, "lower_limit": 40}
+    table = markdown_table({"perfect": res})
+    assert "| > 40 | > 40 |" in table and "inf" not in table
+    assert "> N: fewer than one QCD jet passes" in table
+    write_results({"perfect": res}, tmp_path)  # strict JSON: no Infinity anywhere
+    assert json.loads((tmp_path / "evaluation.json").read_text())["perfect"]["signals"]["Xbb"][
+        "inv_eff_bkg_at_eff_sig_0.2"
+    ] is None
+
+
+@pytest.mark.parametrize("efficiency", [0.05, 0.2])
+def test_sculpting_is_taken_at_the_requested_efficiency(efficiency):
+    sculpt = evaluate_scores(_synthetic(), sculpting_efficiency=efficiency)["signals"]["Xbb"]["mass_sculpting"]
+    assert sculpt["qcd_efficiency"] == efficiency
+    assert sculpt["eff_background"] == pytest.approx(efficiency, abs=1e-4)
+    assert sculpt["n_background_pass"] == round(20000 * efficiency)
+
+
+def test_sculpting_on_too_few_qcd_jets_is_unavailable_not_substituted(tmp_path):
+    # 12 QCD jets: 5% of them is 0.6 jets; the nearest cut passes 1 of 12 (8.3%): not 5%
+    res = evaluate_scores(_synthetic(n_sig=300, n_qcd=12, seed=5), sculpting_efficiency=0.05)
+    sculpt = res["signals"]["Xbb"]["mass_sculpting"]
+    assert sculpt["qcd_efficiency"] == 0.05
+    assert sculpt["inverse_jsd"] is None and sculpt["inverse_jsd_random_selection"] is None
+    assert sculpt["note"] == "the nearest cut passes 1 of 12 QCD jets (8.33%), not 5%"
+    row = markdown_table({"toy": res}).splitlines()[2]
+    assert "| n/a (the nearest cut passes 1 of 12 QCD jets (8.33%), not 5%) | n/a |" in row
+    written = write_results({"toy": res}, tmp_path)
+    assert not (tmp_path / "msd_sculpting_toy.png").exists() and len(written) == 3
+
+
+def test_weighted_evaluation_reports_effective_numbers():
+    data = _synthetic(n_sig=2000, n_qcd=3000, seed=6)
+    data.gen_weight = np.random.default_rng(0).exponential(1.0, len(data))
+    e = evaluate_scores(data, weighted=True)["signals"]["Xbb"]
+    w_qcd = data.gen_weight[data.label == 3]
+    assert e["n_background"] == 3000
+    assert e["n_background_effective"] == pytest.approx(w_qcd.sum() ** 2 / (w_qcd**2).sum(), abs=0.01)
+    assert e["n_background_effective"] < 0.7 * 3000  # exponential weights: about half
+    assert "n_background_pass_effective" in e["counts"]["eff_sig_at_mistag_0.01"]
+    assert "n_background_pass_effective" in e["mass_sculpting"]
+    unweighted = evaluate_scores(data)["signals"]["Xbb"]
+    assert "n_background_effective" not in unweighted
+
+
+def test_markdown_table_reads_evaluations_written_before_counts():
+    for name in taggers.available():
+        table = markdown_table({name: taggers.card(name)["evaluation"]})
+        assert f"| {name} | Xbb |" in table
 
 
 def test_evaluate_needs_qcd_and_signal_jets():

@@ -175,14 +175,14 @@ def test_cli_help_and_errors(tmp_path):
 
 def test_readme_detector_table_is_current():
     """The README's detector table is the one the code renders (docs stay true)."""
-    from jettag.generator.detector import detector_table
+    from jettag.generator.tunes import detector_table
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     start, end = "<!-- detector-table:start -->", "<!-- detector-table:end -->"
     table = readme[readme.index(start) + len(start) : readme.index(end)].strip()
     assert table == detector_table().strip(), (
         "README detector table is stale: replace it with the output of "
-        "python -c 'from jettag.generator.detector import detector_table; print(detector_table())'"
+        "python -c 'from jettag.generator.tunes import detector_table; print(detector_table())'"
     )
 
 

@@ -187,12 +187,12 @@ def test_softdrop_matches_fastjet():
     """The numba soft drop gives FastJet SoftDrop's groomed mass on realistic jets."""
     import fastjet
 
-    from jettag.generator.detector import RESPONSES, simulate
+    from jettag.generator.detector import MC_RESPONSE, simulate
     from jettag.generator.processes import get_process
     from jettag.generator.pythia import PythiaSource
 
     generated = PythiaSource(get_process("zbb"), "mc", 5).next_batch(60)
-    pf, _ = simulate(generated["particles"], RESPONSES["mc"], np.random.default_rng(1))
+    pf, _ = simulate(generated["particles"], MC_RESPONSE, np.random.default_rng(1))
     result = cluster_fatjets(pf)
     idx = ak.flatten(result.constituents, axis=2)
     per_jet = ak.flatten(ak.unflatten(pf[idx], ak.flatten(ak.num(result.constituents, axis=2)), axis=1), axis=1)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import awkward as ak
 import numpy as np
 import pytest
@@ -51,3 +54,27 @@ def test_file_class(samples, shared_data):
     with pytest.raises(ValueError, match="not a jettag-generated file"):
         file_class(shared_data / "pfnano.root")
     assert file_class(shared_data / "pfnano.root", "qcd") == "QCD"
+
+
+def test_process_resonances_agree_with_the_generator():
+    """labelling keeps its own table (it must not import the generator); hold it to the generator's."""
+    from jettag.generator.processes import PROCESSES
+    from jettag.samples.labelling import PROCESS_CLASSES, PROCESS_RESONANCES, resonance_of
+
+    for name, cls in PROCESS_CLASSES.items():
+        assert name in PROCESSES, name
+        if cls == "QCD":
+            assert PROCESSES[name].resonance is None and name not in PROCESS_RESONANCES
+        else:
+            assert PROCESS_RESONANCES[name] == PROCESSES[name].resonance, name
+            assert resonance_of(name) == PROCESSES[name].resonance
+    assert set(PROCESS_RESONANCES) <= set(PROCESS_CLASSES)
+
+
+def test_samples_never_import_the_generator():
+    code = (
+        "import sys, jettag.samples, jettag.samples.labelling, jettag.samples.dataset; "
+        "loaded = sorted(m for m in sys.modules if m.startswith('jettag.generator')); "
+        "assert not loaded, loaded"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

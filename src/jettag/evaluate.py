@@ -13,6 +13,13 @@ figures of merit, for each signal class against QCD, on the discriminant
   figure for random selections of that efficiency (median of 20): the largest
   1/JSD these many jets can show, since finite samples never give JSD = 0.
 
+Every figure carries the jets behind it (signal and QCD jets; for a working
+point the QCD jets that pass it), and is flagged ``stat_limited`` (marked ``†``
+in the table) when fewer than :data:`MIN_BACKGROUND_JETS` QCD jets stand
+behind it. A requested setting is never changed: a rejection no QCD jet
+measures is a lower limit (``> N``), and 1/JSD at a QCD efficiency these jets
+cannot realise is ``n/a`` with the reason.
+
 Jets count one each (the samples' pT-hat-biased spectra, ``genWeight`` not
 applied) unless ``weighted``; :mod:`jettag.performance` computes the figures.
 :func:`score_files` runs a :class:`~jettag.tagger.Tagger` (or reads a score
@@ -22,6 +29,7 @@ branch such as NanoAOD's ``FatJet_particleNet_XbbVsQCD``) on labelled files.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -30,16 +38,19 @@ import awkward as ak
 import numpy as np
 
 from jettag import performance
+from jettag.performance import MIN_BACKGROUND_JETS
 from jettag.samples.dataset import JetDataset, load_jets
 from jettag.samples.labelling import TAGGER_CLASSES, JetSelection
 
 __all__ = [
+    "MIN_BACKGROUND_JETS",
     "MISTAG_POINTS",
     "SIGNAL_EFFICIENCIES",
     "evaluate_scores",
     "markdown_table",
     "plot_evaluation",
     "score_files",
+    "write_results",
 ]
 
 MISTAG_POINTS: tuple[float, ...] = (0.01, 0.001)
@@ -98,6 +109,31 @@ def discriminant(scores: np.ndarray, class_names: Sequence[str], signal: str) ->
         return np.where(s + b > 0, s / (s + b), 0.0)
 
 
+def _count(x: float) -> float | int:
+    """A jet count for JSON and tables: an int where it is whole."""
+    return int(x) if float(x).is_integer() else round(float(x), 2)
+
+
+def _sculpting(
+    score: np.ndarray, mass: np.ndarray, weights: np.ndarray, efficiency: float, weighted: bool
+) -> dict[str, Any]:
+    """1/JSD at ``efficiency`` and the same figure for random cuts (median of 20)."""
+    w = weights if weighted else None
+    sculpt = performance.mass_sculpting(score, mass, efficiency, weights=w, background_name="QCD")
+    # the same figure for random selections of the same efficiency: the floor of
+    # JSD (ceiling of 1/JSD) that these many QCD jets allow without any sculpting
+    floor = None
+    if sculpt["inverse_jsd"] is not None:
+        rng = np.random.default_rng(12345)
+        draws = [
+            performance.mass_sculpting(rng.random(len(score)), mass, efficiency, weights=w)["inverse_jsd"]
+            for _ in range(20)
+        ]
+        draws = [d for d in draws if d is not None]
+        floor = float(np.median(draws)) if draws else None
+    return {"qcd_efficiency": efficiency, **sculpt, "inverse_jsd_random_selection": floor}
+
+
 def evaluate_scores(
     data: JetDataset,
     *,
@@ -106,9 +142,22 @@ def evaluate_scores(
     weighted: bool = False,
     sculpting_efficiency: float = 0.05,
 ) -> dict[str, Any]:
-    """Figures of merit of each signal class against QCD (JSON-ready), plus ROC points."""
+    """Figures of merit of each signal class against QCD (JSON-ready), plus ROC points.
+
+    Per signal class: ``n_signal`` and ``n_background`` jets (and Kish's
+    effective numbers ``n_*_effective`` when ``weighted``); the figures
+    (``auc``, ``average_precision``, ``eff_sig_at_mistag_<m>``,
+    ``inv_eff_bkg_at_eff_sig_<e>``, each a number or None); under ``counts``,
+    per figure, the QCD jets behind it (``n_background_pass`` for working
+    points), ``stat_limited`` (fewer than :data:`MIN_BACKGROUND_JETS`) and, for a
+    rejection no QCD jet measures, ``lower_limit``; ``mass_sculpting`` with its
+    own counts, or a None ``inverse_jsd`` and a ``note`` where the requested QCD
+    efficiency cannot be realised. No value is infinite.
+    """
     if data.scores is None:
         raise ValueError("the jets have no scores")
+    if not 0 < sculpting_efficiency < 1:
+        raise ValueError(f"the sculpting efficiency must lie in (0, 1), got {sculpting_efficiency}")
     classes = data.classes
     qcd = data.label == classes.index("QCD")
     if not qcd.any():
@@ -123,32 +172,31 @@ def evaluate_scores(
         sig = data.label == classes.index(signal)
         disc = discriminant(data.scores, class_names, signal)
         roc = performance.roc_curve(disc[sig], disc[qcd], weights[sig], weights[qcd])
-        entry: dict[str, Any] = {
-            "auc": roc.auc,
-            "average_precision": performance.average_precision(disc[sig], disc[qcd], weights[sig], weights[qcd]),
+        entry: dict[str, Any] = {"n_signal": roc.n_signal, "n_background": roc.n_background}
+        if weighted:
+            entry["n_signal_effective"] = round(roc.n_signal_effective, 2)
+            entry["n_background_effective"] = round(roc.n_background_effective, 2)
+        whole = {
+            "n_signal": roc.n_signal,
+            "n_background": roc.n_background,
+            "stat_limited": roc.n_background_effective < MIN_BACKGROUND_JETS,
         }
+        entry["auc"] = roc.auc
+        entry["average_precision"] = performance.average_precision(disc[sig], disc[qcd], weights[sig], weights[qcd])
+        counts: dict[str, Any] = {"auc": dict(whole), "average_precision": dict(whole)}
         for m in MISTAG_POINTS:
-            entry[f"eff_sig_at_mistag_{m:g}"] = performance.signal_efficiency_at(roc, m)
+            point = performance.signal_efficiency_point(roc, m)
+            entry[f"eff_sig_at_mistag_{m:g}"] = point.value
+            counts[f"eff_sig_at_mistag_{m:g}"] = point.counts(weighted=weighted)
         for e in SIGNAL_EFFICIENCIES:
-            entry[f"inv_eff_bkg_at_eff_sig_{e:g}"] = performance.background_rejection_at(roc, e)
+            point = performance.background_rejection_point(roc, e)
+            entry[f"inv_eff_bkg_at_eff_sig_{e:g}"] = point.value
+            counts[f"inv_eff_bkg_at_eff_sig_{e:g}"] = point.counts(weighted=weighted)
+        entry["counts"] = counts
         if signal == "Xbb" or len(signals) == 1:
-            sculpt = performance.mass_sculpting(
-                disc[qcd], data.msoftdrop[qcd], sculpting_efficiency, weights=weights[qcd]
+            entry["mass_sculpting"] = _sculpting(
+                disc[qcd], data.msoftdrop[qcd], weights[qcd], sculpting_efficiency, weighted
             )
-            # the same figure for random selections of the same efficiency: the floor of
-            # JSD (ceiling of 1/JSD) that these many QCD jets allow without any sculpting
-            rng = np.random.default_rng(12345)
-            floor = [
-                performance.mass_sculpting(
-                    rng.random(int(qcd.sum())), data.msoftdrop[qcd], sculpting_efficiency, weights=weights[qcd]
-                )["inverse_jsd"]
-                for _ in range(20)
-            ]
-            entry["mass_sculpting"] = {
-                "qcd_efficiency": sculpting_efficiency,
-                **sculpt,
-                "inverse_jsd_random_selection": float(np.median(floor)),
-            }
         keep = np.unique(np.geomspace(1, len(roc.eff_background), 300).astype(int) - 1)
         entry["roc"] = {
             "eff_signal": roc.eff_signal[keep].tolist(),
@@ -158,25 +206,103 @@ def evaluate_scores(
     return out
 
 
+def _columns() -> list[tuple[str, str, str]]:
+    """The table's figure columns: (key in an evaluation entry, column head, format)."""
+    cols = [("auc", "AUC", ".4f"), ("average_precision", "AP", ".4f")]
+    cols += [(f"eff_sig_at_mistag_{m:g}", f"eff_sig @ {100 * m:g}% QCD", ".3f") for m in MISTAG_POINTS]
+    cols += [(f"inv_eff_bkg_at_eff_sig_{e:g}", f"1/eff_QCD @ eff_sig {e:g}", ".1f") for e in SIGNAL_EFFICIENCIES]
+    return cols
+
+
+def _jets(res: dict[str, Any], signal: str, e: dict[str, Any]) -> str:
+    n_sig = e.get("n_signal", res.get("n_jets", {}).get(signal))
+    n_bkg = e.get("n_background", res.get("n_jets", {}).get("QCD"))
+    text = f"{n_sig} / {n_bkg}"
+    if "n_background_effective" in e:
+        text += f" (eff. {e['n_signal_effective']:.0f} / {e['n_background_effective']:.0f})"
+    return text
+
+
+def _number(value: Any, fmt: str) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # an evaluation written before counts were recorded
+    return format(value, fmt)
+
+
 def markdown_table(results: dict[str, dict[str, Any]]) -> str:
-    """One row per (tagger, signal): the figures of merit, as a markdown table."""
+    """One row per (tagger, signal): the jets and the figures of merit, as a markdown table.
+
+    A figure resting on fewer than :data:`MIN_BACKGROUND_JETS` QCD jets is marked
+    ``†`` and footnoted with its counts; a rejection no QCD jet measures reads
+    ``> N`` (N QCD jets); a figure that could not be taken reads ``n/a (why)``.
+    """
+    cols = _columns()
     head = (
-        "| tagger | signal vs QCD | AUC | AP | eff_sig @ 1% QCD | eff_sig @ 0.1% QCD "
-        "| 1/eff_QCD @ eff_sig 0.2 | 1/eff_QCD @ eff_sig 0.8 | 1/JSD | 1/JSD, random cut |\n"
-        "|---|---|---|---|---|---|---|---|---|---|\n"
+        "| tagger | signal vs QCD | jets (signal / QCD) | "
+        + " | ".join(h for _, h, _ in cols)
+        + " | 1/JSD | 1/JSD, random cut |\n"
+        + "|---" * (len(cols) + 5)
+        + "|\n"
     )
-    rows = []
+    rows, limited, lower_limits = [], [], False
+    weighted = any(res.get("weighted") for res in results.values())
     for name, res in results.items():
         for signal, e in res["signals"].items():
-            jsd = e.get("mass_sculpting", {}).get("inverse_jsd")
-            floor = e.get("mass_sculpting", {}).get("inverse_jsd_random_selection")
-            rows.append(
-                f"| {name} | {signal} | {e['auc']:.4f} | {e['average_precision']:.4f} "
-                f"| {e['eff_sig_at_mistag_0.01']:.3f} | {e['eff_sig_at_mistag_0.001']:.3f} "
-                f"| {e['inv_eff_bkg_at_eff_sig_0.2']:.1f} | {e['inv_eff_bkg_at_eff_sig_0.8']:.1f} "
-                f"| {'' if jsd is None else f'{jsd:.1f}'} | {'' if floor is None else f'{floor:.1f}'} |"
-            )
-    return head + "\n".join(rows) + "\n"
+            counts = e.get("counts", {})
+            cells, marked = [], []
+            for key, label, fmt in cols:
+                c = counts.get(key, {})
+                if c.get("lower_limit") is not None:
+                    cells.append(f"> {_count(c['lower_limit'])}")
+                    lower_limits = True
+                    continue
+                text = _number(e.get(key), fmt)
+                if c.get("stat_limited"):
+                    text += "†"
+                    if "n_background_pass" in c:
+                        n = c.get("n_background_pass_effective", c["n_background_pass"])
+                        marked.append(f"{label} on {_qcd_jets(n)} passing")
+                    else:
+                        marked.append(f"{label} on {_qcd_jets(e.get('n_background_effective', e.get('n_background')))}")
+                cells.append(text)
+            sculpt = e.get("mass_sculpting", {})
+            for key in ("inverse_jsd", "inverse_jsd_random_selection"):
+                value = sculpt.get(key)
+                if not sculpt:
+                    cells.append("")
+                elif value is None:
+                    cells.append(f"n/a ({sculpt['note']})" if key == "inverse_jsd" and "note" in sculpt else "n/a")
+                else:
+                    cells.append(_number(value, ".1f") + ("†" if sculpt.get("stat_limited") else ""))
+            if sculpt.get("stat_limited") and sculpt.get("inverse_jsd") is not None:
+                n = sculpt.get("n_background_pass_effective", sculpt.get("n_background_pass"))
+                total = sculpt.get("n_background_effective", sculpt.get("n_background"))
+                marked.append(f"1/JSD on {_qcd_jets(n)} passing (of {_count(total)})")
+            if marked:
+                limited.append(f"- {name}, {signal}: " + "; ".join(marked))
+            rows.append(f"| {name} | {signal} | {_jets(res, signal, e)} | " + " | ".join(cells) + " |")
+    notes = []
+    effective = " (Kish effective numbers for weighted jets)" if weighted else ""
+    if limited:
+        notes.append(
+            f"† statistics-limited: fewer than {MIN_BACKGROUND_JETS} QCD jets behind the figure{effective}:"
+        )
+        notes += limited
+    if lower_limits:
+        notes.append(
+            "> N: fewer than one QCD jet passes that working point, so 1/eff_QCD is only known to exceed "
+            f"N, the number of QCD jets{effective}."
+        )
+    return head + "\n".join(rows) + "\n" + ("\n" + "\n".join(notes) + "\n" if notes else "")
+
+
+def _qcd_jets(n: Any) -> str:
+    if n is None:
+        return "? QCD jets"
+    text = f"{n:.3g}" if not float(n).is_integer() else f"{int(n)}"
+    return f"{text} QCD jet" + ("" if text == "1" else "s")
 
 
 def plot_evaluation(results: dict[str, dict[str, Any]], out_dir: str | Path) -> list[Path]:
@@ -195,6 +321,7 @@ def plot_evaluation(results: dict[str, dict[str, Any]], out_dir: str | Path) -> 
     plt.style.use(mplhep.style.CMS)
     for signal in signals:
         fig, ax = plt.subplots(figsize=(8, 7))
+        n_qcd, any_mark = set(), False
         for name, res in results.items():
             e = res["signals"].get(signal)
             if e is None:
@@ -202,14 +329,32 @@ def plot_evaluation(results: dict[str, dict[str, Any]], out_dir: str | Path) -> 
             eff_s = np.asarray(e["roc"]["eff_signal"])
             eff_b = np.asarray(e["roc"]["eff_background"])
             ok = eff_b > 0
-            ax.plot(eff_s[ok], eff_b[ok], label=f"{name} (AUC {e['auc']:.3f})")
+            mark = "†" if e.get("counts", {}).get("auc", {}).get("stat_limited") else ""
+            any_mark |= bool(mark)
+            jets = ""
+            if "n_background" in e:
+                n_bkg = e.get("n_background_effective", e["n_background"])
+                n_qcd.add(n_bkg)
+                jets = f"; {_count(e.get('n_signal_effective', e['n_signal']))} {signal}, {_count(n_bkg)} QCD jets"
+            ax.plot(eff_s[ok], eff_b[ok], label=f"{name} (AUC {e['auc']:.3f}{mark}{jets})")
+        for n in sorted(n_qcd):
+            if MIN_BACKGROUND_JETS / n < 1:
+                # below this line a working point rests on fewer than MIN_BACKGROUND_JETS QCD jets
+                ax.axhline(MIN_BACKGROUND_JETS / n, color="grey", ls=":", lw=1.5)
+                ax.text(
+                    0.02, MIN_BACKGROUND_JETS / n * 0.75, f"below: fewer than {MIN_BACKGROUND_JETS} of {_count(n)} QCD jets pass",
+                    fontsize=11, color="grey", va="top",
+                )
         ax.set_yscale("log")
         ax.set_xlim(0, 1)
         ax.set_ylim(1e-4, 1)
         ax.set_xlabel(f"{signal} efficiency")
         ax.set_ylabel("QCD mis-identification rate")
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(loc="lower right", fontsize=14)
+        ax.legend(
+            loc="lower right", fontsize=13,
+            title=f"† fewer than {MIN_BACKGROUND_JETS} QCD jets" if any_mark else None, title_fontsize=12,
+        )
         ax.set_title("jettag simulation", loc="left", fontsize=16)
         path = out_dir / f"roc_{signal}_vs_QCD.png"
         fig.savefig(path, dpi=90, bbox_inches="tight")
@@ -225,8 +370,18 @@ def plot_evaluation(results: dict[str, dict[str, Any]], out_dir: str | Path) -> 
         mplhep.histplot(sculpt["pass_shape"], bins, ax=ax, label="QCD passing", density=True)
         ax.set_xlabel("msoftdrop [GeV]")
         ax.set_ylabel("normalised")
+        inverse = sculpt["inverse_jsd"]
+        limited = inverse is not None and sculpt.get("stat_limited")
+        if inverse is None:
+            figure = f"1/JSD n/a ({sculpt.get('note', '')})"
+        else:
+            figure = f"1/JSD {inverse:.1f}{'†' if limited else ''}"
+        if "n_background_pass" in sculpt:
+            figure += f": {sculpt['n_background_pass']} of {sculpt['n_background']} QCD jets pass"
+        if limited:
+            figure += f" († fewer than {MIN_BACKGROUND_JETS})"
         ax.legend(
-            title=f"{name}: Xbb vs QCD at {sculpt['qcd_efficiency']:.0%} QCD eff., 1/JSD {sculpt['inverse_jsd']:.1f}",
+            title=f"{name}: Xbb vs QCD at {100 * sculpt['qcd_efficiency']:g}% QCD eff.\n{figure}",
             fontsize=13, title_fontsize=13,
         )
         ax.set_title("jettag simulation", loc="left", fontsize=16)
@@ -238,9 +393,12 @@ def plot_evaluation(results: dict[str, dict[str, Any]], out_dir: str | Path) -> 
 
 
 def write_results(results: dict[str, dict[str, Any]], out_dir: str | Path) -> list[Path]:
-    """``evaluation.json``, ``evaluation.md`` and the ROC PNGs in ``out_dir``."""
+    """``evaluation.json``, ``evaluation.md`` and the ROC PNGs in ``out_dir``; their paths.
+
+    The JSON is strict (no ``Infinity`` / ``NaN``): an unmeasured figure is null.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "evaluation.json").write_text(json.dumps(results, indent=1))
+    (out_dir / "evaluation.json").write_text(json.dumps(results, indent=1, allow_nan=False))
     (out_dir / "evaluation.md").write_text(markdown_table(results))
     return [out_dir / "evaluation.json", out_dir / "evaluation.md", *plot_evaluation(results, out_dir)]

@@ -10,7 +10,7 @@ offsets; numba for the mother-chain walk and the muon isolation).
 
 What it models, and with which numbers (``MC_RESPONSE`` / ``DATA_RESPONSE``, the
 detectors of the ``mc`` and ``data`` tunes of :mod:`~jettag.generator.tunes`;
-``detector_table()`` renders every parameter of both as markdown):
+``tunes.detector_table()`` renders every parameter of both as markdown):
 
 ======================  =============================================  ==========================
 item                    model                                          MC (pseudo-data)
@@ -77,6 +77,7 @@ OtherDeltaZ, needs pileup vertices and is never produced); ``trkQuality`` is
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import awkward as ak
@@ -270,15 +271,11 @@ def fake_muon_probability(abs_pdg: np.ndarray, p: np.ndarray, r: DetectorRespons
     return prob
 
 
-def detector_table(responses: dict[str, DetectorResponse] | None = None) -> str:
+def detector_table(responses: Mapping[str, DetectorResponse]) -> str:
     """Every ``DetectorResponse`` parameter as a markdown table, one column per response.
 
-    By default one column per tune of :data:`jettag.generator.tunes.TUNES`, its detector.
+    :func:`jettag.generator.tunes.detector_table` renders it for every tune (the README's table).
     """
-    if responses is None:
-        from jettag.generator.tunes import TUNES
-
-        responses = {name: tune.detector for name, tune in TUNES.items()}
     head = "| parameter | meaning | unit | " + " | ".join(responses) + " |"
     lines = [head, "|" + " --- |" * (3 + len(responses))]
     for f in dataclasses.fields(DetectorResponse):

@@ -22,6 +22,9 @@ follow CMS's PFNano ``JetConstituentTableProducer`` and ``btagbtvdeep::TrackInfo
   ``enration`` = E_SV / E_jet, ``d3d`` = ``dlen``.
 - CMS writes 0 for charged candidates without track details (~6% of them in pfnano.root);
   jettag computes the features for every charged candidate.
+- ``FatJet_muonIdx3SJ`` (:func:`jet_muon_index`): the highest-pT ``Muon`` whose PF candidate
+  is a constituent of the jet, -1 if none (CMS's ``LeptonInJetProducer`` matches leptons to
+  jets by common source candidates in the same way).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from jettag.generator import columnar
 
 __all__ = [
     "jet_constituent_table",
+    "jet_muon_index",
     "jet_sv_table",
     "written_pfcands_index",
 ]
@@ -230,3 +234,35 @@ def jet_sv_table(
     }
     return columnar.jagged(columnar.offsets(np.bincount(evt, minlength=nevents)), fields)
 
+
+
+def jet_muon_index(constituents: ak.Array, muons: ak.Array, n_pfcands: np.ndarray) -> ak.Array:
+    """Per fat jet, the index of the highest-pT muon among its constituents, else -1.
+
+    ``constituents``: per event, per jet, indices into the event's PF candidates
+    (from :func:`jettag.generator.jets.cluster_fatjets`); ``muons``: per event, the
+    ``Muon`` records, pT-descending, with ``pfIdx`` (their PF candidate, -1 if
+    none); ``n_pfcands``: the number of PF candidates of each event. Returns int32
+    per event and jet (``FatJet_muonIdx3SJ``).
+    """
+    pf_off = columnar.offsets(np.asarray(n_pfcands, np.int64))
+    mu_counts = columnar.counts(muons)
+    mu_evt = np.repeat(np.arange(len(mu_counts)), mu_counts)
+    mu_local = np.arange(len(mu_evt)) - columnar.offsets(mu_counts)[:-1][mu_evt]
+    mu_pf = columnar.flat(muons["pfIdx"], np.int64)
+    muon_of_pf = np.full(int(pf_off[-1]), -1, np.int64)
+    linked = mu_pf >= 0
+    muon_of_pf[pf_off[mu_evt[linked]] + mu_pf[linked]] = mu_local[linked]
+
+    jets_per_event = columnar.counts(constituents)
+    ncons = columnar.counts(constituents, axis=2)
+    jet_evt = np.repeat(np.arange(len(jets_per_event)), jets_per_event)
+    jet_of_cons = np.repeat(np.arange(len(ncons)), ncons)
+    cons = columnar.flat(constituents, np.int64)
+    muon = muon_of_pf[pf_off[jet_evt[jet_of_cons]] + cons] if len(cons) else np.zeros(0, np.int64)
+    # muons are pT-descending: the highest-pT muon of a jet has the smallest index
+    best = np.full(len(ncons), np.iinfo(np.int64).max, np.int64)
+    has = muon >= 0
+    np.minimum.at(best, jet_of_cons[has], muon[has])
+    best = np.where(best == np.iinfo(np.int64).max, -1, best).astype(np.int32)
+    return ak.unflatten(best, jets_per_event)

@@ -37,7 +37,7 @@ import numpy as np
 
 from jettag.generator import columnar
 
-__all__ = ["FatJetResult", "cluster_fatjets"]
+__all__ = ["FatJetResult", "cluster_fatjets", "fastjet_banner"]
 
 # C/A radius used to recluster the constituents of one jet: larger than any angular distance
 # inside an R=0.8 jet, so that the reclustering merges everything into one tree (this is what
@@ -81,6 +81,16 @@ class FatJetResult(NamedTuple):
     fatjets: ak.Array
     subjets: ak.Array
     constituents: ak.Array
+
+
+def fastjet_banner() -> None:
+    """Print FastJet's banner now, unless this process has printed it already.
+
+    FastJet prints it once per process, at the first clustering. ``generate``
+    calls this before it forks its workers: they inherit the "printed" flag, so
+    a run prints the banner once, not once per worker.
+    """
+    fastjet._swig.ClusterSequence.print_banner()
 
 
 # ----------------------------------------------------------------------------- helpers

@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import multiprocessing
+import os
+import signal
 import time
 import zlib
 from collections import deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -26,14 +29,23 @@ import awkward as ak
 import numpy as np
 
 from jettag import __version__
-from jettag.generator.detector import RESPONSES, DetectorResponse
-from jettag.generator.processes import TUNES, Process, get_process
-from jettag.generator.pythia import make_source, pythia_seed
+from jettag.errors import JettagError, OutputError
+from jettag.generator.processes import Process, get_process
+from jettag.generator.pythia import MixtureSource, PythiaSource, make_source, pythia_seed
+from jettag.generator.tunes import Tune
+from jettag.outputs import check_output, partial_path
+from jettag.samples.files import truth_sidecar_path
 
-__all__ = ["GenerationSummary", "generate", "reconstruct", "simulate_chunk"]
-
-#: ``run`` number written for simulation and for pseudo-data.
-RUN_NUMBER = {"mc": 1, "data": 100001}
+__all__ = [
+    "GenerationFailed",
+    "GenerationInterrupted",
+    "GenerationSummary",
+    "chunk_source",
+    "generate",
+    "incomplete_path",
+    "reconstruct",
+    "simulate_chunk",
+]
 
 #: Events Pythia generates per call inside a chunk: bounds a worker's memory
 #: (the particle table is ~0.2 MB per event) whatever the chunk size.
@@ -46,20 +58,21 @@ FILTER_MUON_DR = 0.8
 
 def reconstruct(
     particles: ak.Array,
-    response: DetectorResponse,
+    tune: Tune,
     rng: np.random.Generator,
     *,
-    is_mc: bool,
     event_filter: str | None = None,
 ) -> tuple[dict[str, ak.Array], np.ndarray]:
     """Detector simulation, vertexing, jet clustering and truth for one chunk.
 
-    ``particles`` is a particle table from ``jettag.pythia``. Returns the PFNano
-    collections by name for the events that pass ``event_filter``, and the
-    indices of those events in ``particles``.
+    ``particles`` is a particle table from ``jettag.generator.pythia``; ``tune``
+    gives the detector response and whether generator truth (``GenPart``) is
+    kept. Returns the PFNano collections by name for the events that pass
+    ``event_filter``, and the indices of those events in ``particles``.
     """
-    from jettag.generator import detector, jet_tables, jets, truth, vertexing
+    from jettag.generator import columnar, detector, jet_tables, jets, truth, vertexing
 
+    response = tune.detector
     selected = np.arange(len(particles))
     pfcands, muons = detector.simulate(particles, response, rng)
     if event_filter == "fatjet_muon5":
@@ -82,6 +95,13 @@ def reconstruct(
         fatjets = ak.with_field(fatjets, labels[name], name)
         subjets = ak.with_field(subjets, sub_labels[name], name)
     subjets = ak.with_field(subjets, ak.zeros_like(subjets["pt"]), "rawFactor")
+    muon_index = jet_tables.jet_muon_index(
+        clustered.constituents, muons, columnar.counts(pfcands)
+    )
+    fatjets = ak.with_field(fatjets, muon_index, "muonIdx3SJ")
+    if tune.is_mc:
+        gen, muon_gen = truth.gen_particles_matched(particles, muons["genIdx"], flags=heavy)
+        muons = ak.with_field(muons, muon_gen, "genPartIdx")
     collections = {
         "FatJet": fatjets,
         "SubJet": subjets,
@@ -91,8 +111,8 @@ def reconstruct(
         "FatJetSVs": sv_table,
         "Muon": muons,
     }
-    if is_mc:
-        collections["GenPart"] = truth.gen_particles(particles, flags=heavy)
+    if tune.is_mc:
+        collections["GenPart"] = gen
     passed = _passes_filter(event_filter, collections)
     return {k: v[passed] for k, v in collections.items()}, selected[passed]
 
@@ -114,7 +134,12 @@ def _passes_filter(name: str | None, collections: dict[str, ak.Array]) -> np.nda
 
 @dataclass
 class ChunkResult:
-    """What a worker sends back: PFNano collections and event-level arrays."""
+    """What a worker sends back: PFNano collections and event-level arrays.
+
+    ``n_tried`` counts the events Pythia generated for this chunk up to and
+    including the last one kept (generated-but-unused events of the last batch
+    are not counted), so that ``n_events / n_tried`` is the filter efficiency.
+    """
 
     collections: dict[str, ak.Array]
     event_fields: dict[str, np.ndarray]
@@ -122,23 +147,39 @@ class ChunkResult:
     cross_sections_pb: dict[str, float]
 
 
-def _chunk_seeds(
-    seed: int, process: Process, tune: str, index: int
-) -> tuple[int, np.random.Generator]:
-    key = [seed, zlib.crc32(process.name.encode()), list(TUNES).index(tune), index]
+def _chunk_seeds(seed: int, process: Process, tune: Tune, index: int) -> tuple[int, np.random.Generator]:
+    key = [seed, zlib.crc32(process.name.encode()), tune.seed_key, index]
     pythia_ss, detector_ss = np.random.SeedSequence(key).spawn(2)
     return pythia_seed(pythia_ss), np.random.default_rng(detector_ss)
 
 
-def simulate_chunk(
-    process: str | Process, tune: str, seed: int, index: int, n_events: int, chunk_size: int
-) -> ChunkResult:
-    """Generate, simulate and reconstruct chunk ``index`` holding ``n_events`` events."""
+def chunk_source(
+    process: str | Process, tune: str | Tune, seed: int, index: int
+) -> tuple[PythiaSource | MixtureSource, np.random.Generator]:
+    """The event source and the detector's random stream of chunk ``index`` (see module doc)."""
     proc = get_process(process) if isinstance(process, str) else process
-    is_mc = tune == "mc"
-    response = RESPONSES[tune]
+    tune = proc.check_tune(tune)
     pseed, rng = _chunk_seeds(seed, proc, tune, index)
-    source = make_source(proc, tune, pseed)
+    return make_source(proc, tune, pseed), rng
+
+
+def simulate_chunk(
+    process: str | Process,
+    tune: str | Tune,
+    seed: int,
+    index: int,
+    n_events: int,
+    chunk_size: int,
+    progress: Callable[[int], object] | None = None,
+) -> ChunkResult:
+    """Generate, simulate and reconstruct chunk ``index`` holding ``n_events`` events.
+
+    ``progress``, if given, is called with the number of events kept after each
+    batch of at most ``BATCH_EVENTS`` generated events.
+    """
+    proc = get_process(process) if isinstance(process, str) else process
+    tune = proc.check_tune(tune)
+    source, rng = chunk_source(proc, tune, seed, index)
     kept: list[dict[str, ak.Array]] = []
     weights: list[np.ndarray] = []
     components: list[np.ndarray] = []
@@ -147,9 +188,8 @@ def simulate_chunk(
     batch = min(n_events, BATCH_EVENTS)
     while n_kept < n_events:
         generated = source.next_batch(batch)
-        n_tried += len(generated)
         collections, selected = reconstruct(
-            generated["particles"], response, rng, is_mc=is_mc, event_filter=proc.event_filter
+            generated["particles"], tune, rng, event_filter=proc.event_filter
         )
         take = np.arange(min(len(selected), n_events - n_kept))
         kept.append({k: v[take] for k, v in collections.items()})
@@ -158,13 +198,19 @@ def simulate_chunk(
             components.append(ak.to_numpy(generated["component"])[selected[take]])
         n_kept += len(take)
         if n_kept < n_events:
+            n_tried += len(generated)
             # ask for enough events to finish (a filter rejects some), within the memory bound
             efficiency = max(n_kept, 1) / n_tried
             batch = int(min(BATCH_EVENTS, max(50, 1.2 * (n_events - n_kept) / efficiency)))
+        else:
+            # the events generated after the last one kept were not used: not counted
+            n_tried += int(selected[take[-1]]) + 1
+        if progress is not None and len(take):
+            progress(len(take))
     merged = {name: ak.concatenate([k[name] for k in kept]) for name in kept[0]}
     first_event = index * chunk_size + 1
     event_fields = {
-        "run": np.full(n_events, RUN_NUMBER[tune], np.uint32),
+        "run": np.full(n_events, tune.run_number, np.uint32),
         "luminosityBlock": np.full(n_events, index + 1, np.uint32),
         "event": np.arange(first_event, first_event + n_events, dtype=np.uint64),
         "genWeight": np.concatenate(weights).astype(np.float32),
@@ -217,21 +263,67 @@ class GenerationSummary:
         return "\n".join(lines)
 
 
-def _metadata(proc: Process, tune: str, seed: int, chunk_size: int) -> dict:
+class GenerationInterrupted(KeyboardInterrupt):
+    """``generate`` was interrupted; the message says what was kept where.
+
+    A ``KeyboardInterrupt`` still (so Ctrl-C keeps its meaning for callers),
+    raised from the original one. ``kept`` is the explicitly incomplete file
+    holding the finished events (None if no event was finished).
+    """
+
+    def __init__(self, message: str, *, kept: Path | None, n_events: int, n_requested: int):
+        super().__init__(message)
+        self.kept = kept
+        self.n_events = n_events
+        self.n_requested = n_requested
+
+
+class GenerationFailed(JettagError):
+    """``generate`` failed (a worker raised); the message says what was kept where.
+
+    Raised from the original error, which stays attached as ``__cause__``.
+    """
+
+    def __init__(self, message: str, *, kept: Path | None, n_events: int, n_requested: int):
+        super().__init__(message)
+        self.kept = kept
+        self.n_events = n_events
+        self.n_requested = n_requested
+
+
+def incomplete_path(out: str | Path) -> Path:
+    """``sample.root`` -> ``sample.incomplete.root``, the name of an interrupted run's events.
+
+    A free name is chosen (``sample.incomplete.2.root``, ...) so that an earlier
+    interrupted run's events are never overwritten; its truth sidecar is
+    ``truth_sidecar_path`` of that name.
+    """
+    out = Path(out)
+    for n in range(1, 10_000):
+        tag = "incomplete" if n == 1 else f"incomplete.{n}"
+        candidate = out.with_name(f"{out.stem}.{tag}{out.suffix}")
+        if not candidate.exists() and not truth_sidecar_path(candidate).exists():
+            return candidate
+    raise OutputError(f"{out}: too many incomplete files beside it; remove some")
+
+
+def _metadata(proc: Process, tune: Tune, seed: int, chunk_size: int, n_requested: int) -> dict:
     return {
         "generator": "jettag generate",
         "jettag_version": __version__,
         "process": proc.name,
         "description": proc.description,
-        "tune": tune,
+        "tune": tune.name,
         "seed": seed,
         "chunk_size": chunk_size,
-        "weighted": bool(proc.bias) and tune == "mc",
+        "n_requested": n_requested,
+        "complete": False,
+        "weighted": bool(proc.bias) and tune.is_mc,
         "event_filter": proc.event_filter,
         "pythia_settings": list(proc.pythia_settings(tune))
         if not proc.components
         else {name: list(get_process(name).pythia_settings(tune)) for name, _ in proc.components},
-        "detector": asdict(RESPONSES[tune]),
+        "detector": asdict(tune.detector),
     }
 
 
@@ -257,82 +349,217 @@ def _mixture_metadata(proc: Process, sigma: dict[str, float]) -> dict:
     return {"components": rows}
 
 
+# ----------------------------------------------------------------------------- workers
+
+#: events kept so far by every worker of the pool (set in each worker by the initializer)
+_worker_counter = None
+
+
+def _init_worker(counter) -> None:
+    """Pool initializer: Ctrl-C is the parent's to handle; progress goes to ``counter``."""
+    global _worker_counter
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _worker_counter = counter
+
+
+def _report_progress(n: int) -> None:
+    """Progress callback of a pool worker: add ``n`` kept events to the shared counter."""
+    with _worker_counter.get_lock():
+        _worker_counter.value += n
+
+
+def _stop_pool(pool: cf.ProcessPoolExecutor) -> None:
+    """Cancel queued chunks and end the workers now (their chunks are lost anyway)."""
+    processes = list(getattr(pool, "_processes", None) or {})
+    pool.shutdown(wait=False, cancel_futures=True)
+    for pid in processes:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+#: seconds between two looks at the workers' progress counter
+PROGRESS_POLL_S = 0.5
+
+
+def _run_chunks(
+    proc: Process,
+    tune: Tune,
+    seed: int,
+    tasks: list[tuple[int, int]],
+    chunk_size: int,
+    workers: int,
+    consume: Callable[[ChunkResult], None],
+    progress: Callable[[int], object],
+) -> None:
+    """Simulate ``tasks`` (index, n_events) and hand each result to ``consume``, in order."""
+    if workers == 1:
+        for index, n in tasks:
+            consume(simulate_chunk(proc, tune, seed, index, n, chunk_size, progress=progress))
+        return
+    context = multiprocessing.get_context("fork")
+    counter = context.Value("q", 0)
+    reported = 0
+    pool = cf.ProcessPoolExecutor(
+        max_workers=workers, mp_context=context, initializer=_init_worker, initargs=(counter,)
+    )
+    try:
+        pending: deque[cf.Future] = deque()
+        todo = deque(tasks)
+        while todo or pending:
+            while todo and len(pending) < 2 * workers:
+                index, n = todo.popleft()
+                pending.append(
+                    pool.submit(
+                        simulate_chunk, proc, tune, seed, index, n, chunk_size, _report_progress
+                    )
+                )
+            while True:
+                done, _ = cf.wait([pending[0]], timeout=PROGRESS_POLL_S)
+                value = counter.value
+                if value > reported:
+                    progress(value - reported)
+                    reported = value
+                if done:
+                    break
+            consume(pending.popleft().result())
+    except BaseException:
+        _stop_pool(pool)
+        raise
+    pool.shutdown(wait=True)
+
+
 def generate(
     process: str,
     n_events: int,
     seed: int,
     out: str | Path,
     *,
-    tune: str = "mc",
+    tune: str | Tune = "mc",
     workers: int = 1,
     chunk_size: int = 1000,
+    force: bool = False,
     progress: bool = True,
 ) -> GenerationSummary:
-    """Generate ``n_events`` events of ``process`` into the PFNano file ``out``."""
+    """Generate ``n_events`` events of ``process`` into the PFNano file ``out``.
+
+    ``out`` (and, for pseudo-data, its truth sidecar) must not exist unless
+    ``force``; its folder must exist. Events are written to a hidden temporary
+    file (:func:`jettag.outputs.partial_path`) renamed to ``out`` at the end. If
+    the run is interrupted or a worker fails, nothing is written at ``out``: the
+    finished chunks are kept in :func:`incomplete_path` ``(out)``, whose metadata
+    say ``complete: false``, and :class:`GenerationInterrupted` (a
+    ``KeyboardInterrupt``) or :class:`GenerationFailed` says so.
+    """
     from tqdm.auto import tqdm
 
     from jettag.generator.pfnano import PFNanoWriter
-    from jettag.samples.files import truth_sidecar_path
 
     proc = get_process(process)
-    if tune not in RESPONSES:
-        raise ValueError(f"unknown tune {tune!r}; known tunes: {', '.join(RESPONSES)}")
-    proc.pythia_settings(tune)  # a process may be restricted to some tunes
+    tune = proc.check_tune(tune)  # resolved once; a process may be restricted to some tunes
     if n_events <= 0 or chunk_size <= 0 or workers <= 0:
         raise ValueError("events, chunk size and workers must be positive")
-    out = Path(out)
+    out = check_output(out, force=force)
+    sidecar = None if tune.is_mc else check_output(truth_sidecar_path(out), force=force)
     tasks = [
         (i, min(chunk_size, n_events - i * chunk_size))
         for i in range((n_events + chunk_size - 1) // chunk_size)
     ]
+    # FastJet prints its banner once per process: here, before the workers are forked
+    from jettag.generator.jets import fastjet_banner
+
+    fastjet_banner()
     start = time.perf_counter()
     n_tried = 0
     xsecs: list[dict[str, float]] = []
-    is_mc = tune == "mc"
-    writer = PFNanoWriter(out, is_mc=is_mc, metadata=_metadata(proc, tune, seed, chunk_size))
-    bar = tqdm(total=n_events, unit="ev", desc=f"{process} ({tune})", disable=not progress)
+    temporary = partial_path(out)
+    temporary_sidecar = None if sidecar is None else partial_path(sidecar)
+    writer = PFNanoWriter(
+        temporary,
+        is_mc=tune.is_mc,
+        truth_path=temporary_sidecar,
+        metadata=_metadata(proc, tune, seed, chunk_size, n_events),
+    )
+    bar = tqdm(total=n_events, unit="ev", desc=f"{proc.name} ({tune.name})", disable=not progress)
 
     def consume(result: ChunkResult) -> None:
         nonlocal n_tried
         writer.write(result.collections, result.event_fields)
         n_tried += result.n_tried
         xsecs.append(result.cross_sections_pb)
-        bar.update(len(result.event_fields["event"]))
 
-    try:
-        if workers == 1:
-            for index, n in tasks:
-                consume(simulate_chunk(proc, tune, seed, index, n, chunk_size))
-        else:
-            context = multiprocessing.get_context("fork")
-            with cf.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-                pending: deque[cf.Future] = deque()
-                todo = deque(tasks)
-                while todo or pending:
-                    while todo and len(pending) < 2 * workers:
-                        index, n = todo.popleft()
-                        pending.append(
-                            pool.submit(simulate_chunk, proc, tune, seed, index, n, chunk_size)
-                        )
-                    consume(pending.popleft().result())
-    finally:
-        bar.close()
+    def finish(complete: bool) -> dict[str, float]:
         sigma = _mean_cross_sections(xsecs)
         writer.metadata.update(
+            complete=complete,
             n_generated=n_tried,
             filter_efficiency=writer.n_written / n_tried if n_tried else None,
             cross_sections_pb=sigma,
             **_mixture_metadata(proc, sigma),
         )
         writer.close()
+        return sigma
+
+    try:
+        try:
+            _run_chunks(proc, tune, seed, tasks, chunk_size, workers, consume, bar.update)
+        finally:
+            bar.close()
+    except BaseException as err:
+        kept = _keep_incomplete(writer, finish, out, temporary, sidecar, temporary_sidecar)
+        message = _interrupted_message(err, kept, writer.n_written, n_events, out)
+        details = {"kept": kept, "n_events": writer.n_written, "n_requested": n_events}
+        if isinstance(err, KeyboardInterrupt):
+            raise GenerationInterrupted(message, **details) from err
+        if isinstance(err, Exception):
+            raise GenerationFailed(message, **details) from err
+        raise  # SystemExit and the like: the incomplete file is kept all the same
+    sigma = finish(complete=True)
+    if sidecar is not None:
+        os.replace(temporary_sidecar, sidecar)
+    os.replace(temporary, out)
     return GenerationSummary(
-        process=process,
-        tune=tune,
+        process=proc.name,
+        tune=tune.name,
         seed=seed,
         n_events=writer.n_written,
         n_tried=n_tried,
         out=out,
         seconds=time.perf_counter() - start,
         cross_sections_pb=sigma,
-        truth_sidecar=None if is_mc else truth_sidecar_path(out),
+        truth_sidecar=sidecar,
     )
+
+
+def _keep_incomplete(writer, finish, out, temporary, sidecar, temporary_sidecar) -> Path | None:
+    """Close the temporary file as incomplete and move it to an explicitly incomplete name.
+
+    Returns that name, or None (and the temporary files removed) when no event was
+    finished or the file could not be closed.
+    """
+    temporaries = [p for p in (temporary, temporary_sidecar) if p is not None]
+    try:
+        finish(complete=False)
+    except Exception:
+        for path in temporaries:
+            path.unlink(missing_ok=True)
+        return None
+    if writer.n_written == 0:
+        for path in temporaries:
+            path.unlink(missing_ok=True)
+        return None
+    kept = incomplete_path(out)
+    if sidecar is not None:
+        os.replace(temporary_sidecar, truth_sidecar_path(kept))
+    os.replace(temporary, kept)
+    return kept
+
+
+def _interrupted_message(err: BaseException, kept: Path | None, n_written: int, n_requested: int, out: Path) -> str:
+    what = "interrupted" if isinstance(err, KeyboardInterrupt) else f"failed ({type(err).__name__}: {err})"
+    if kept is None:
+        where = "no finished events to keep"
+    else:
+        where = f"kept them in {kept} (marked incomplete)"
+    return f"{what} after {n_written} of {n_requested} events; {where}; nothing written to {out}"

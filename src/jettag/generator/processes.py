@@ -178,6 +178,7 @@ PROCESSES: dict[str, Process] = {
     ),
 }
 
+
 def get_process(name: str) -> Process:
     """Look up a process by name, with an error that lists the known ones."""
     try:

@@ -39,6 +39,7 @@ import numpy as np
 
 from jettag.generator import columnar
 from jettag.generator.processes import Process
+from jettag.generator.tunes import Tune
 
 __all__ = [
     "WEAK_B_HADRONS",
@@ -177,17 +178,17 @@ def forced_decay_weights(particles: ak.Array, fractions: dict[int, float], q: fl
 
 
 class PythiaSource:
-    """One initialised Pythia generator for a process, tune and seed."""
+    """One initialised Pythia generator for a process, tune (a Tune or its name) and seed."""
 
     def __init__(
-        self, process: Process, tune: str, seed: int, extra_settings: tuple[str, ...] = ()
+        self, process: Process, tune: str | Tune, seed: int, extra_settings: tuple[str, ...] = ()
     ):
         import pythia8mc
 
         self.process = process
-        self.tune = tune
+        self.tune = process.check_tune(tune)
         self.seed = seed
-        settings = (*process.pythia_settings(tune), *extra_settings)
+        settings = (*process.pythia_settings(self.tune), *extra_settings)
         self._pythia = self._start(pythia8mc, settings, seed)
         self._forced = None
         self.forced_fraction = process.forced_muon_fraction
@@ -238,10 +239,11 @@ class MixtureSource:
     made each event. Events are unweighted: a mixture is pseudo-data.
     """
 
-    def __init__(self, process: Process, tune: str, seed: int):
+    def __init__(self, process: Process, tune: str | Tune, seed: int):
         from jettag.generator.processes import get_process
 
         self.process = process
+        tune = process.check_tune(tune)
         sequences = np.random.SeedSequence([seed, 7]).spawn(len(process.components) + 1)
         self._sources = [
             PythiaSource(get_process(name), tune, pythia_seed(ss))
@@ -271,9 +273,9 @@ class MixtureSource:
         return out
 
 
-def make_source(process: Process, tune: str, seed: int) -> PythiaSource | MixtureSource:
+def make_source(process: Process, tune: str | Tune, seed: int) -> PythiaSource | MixtureSource:
     """The event source of ``process``: one Pythia, or a mixture of them."""
-    process.pythia_settings(tune)  # validates the tune for this process
+    tune = process.check_tune(tune)
     if process.components:
         return MixtureSource(process, tune, seed)
     return PythiaSource(process, tune, seed)

@@ -27,6 +27,7 @@ from jettag.generator import columnar
 
 __all__ = [
     "gen_particles",
+    "gen_particles_matched",
     "heavy_hadron_flags",
     "label_jets",
 ]
@@ -280,6 +281,21 @@ def gen_particles(
     7 (isHardProcess), 8 (fromHardProcess), 12 (isFirstCopy), 13 (isLastCopy).
     ``flags`` are ``heavy_hadron_flags(particles)`` when already computed.
     """
+    return gen_particles_matched(particles, None, lepton_pt_min, flags)[0]
+
+
+def gen_particles_matched(
+    particles: ak.Array,
+    matches: ak.Array | None,
+    lepton_pt_min: float = 3.0,
+    flags: tuple[ak.Array, ak.Array] | None = None,
+) -> tuple[ak.Array, ak.Array | None]:
+    """:func:`gen_particles`, and the ``GenPart`` index of each particle in ``matches``.
+
+    ``matches`` holds, per event, indices into that event's particle table (such
+    as ``Muon.genIdx``); each becomes the index of that particle in the pruned
+    ``GenPart`` list, or -1 if it was not kept (int32, same jagged structure).
+    """
     is_b, is_c = heavy_hadron_flags(particles) if flags is None else flags
     counts = columnar.counts(particles)
     offsets = columnar.offsets(counts)
@@ -328,4 +344,12 @@ def gen_particles(
             "genPartIdxMother": mothers.astype(np.int32),
         }
     )
-    return ak.unflatten(gen, kept_counts)
+    gen = ak.unflatten(gen, kept_counts)
+    if matches is None:
+        return gen, None
+    match_counts = columnar.counts(matches)
+    match_event = np.repeat(np.arange(len(match_counts)), match_counts)
+    local = columnar.flat(matches, np.int64)
+    matched = new_index[offsets[match_event] + local] if len(local) else np.zeros(0, np.int64)
+    matched = np.where(local >= 0, matched, -1).astype(np.int32)
+    return gen, ak.unflatten(matched, match_counts)

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from jettag.generator import detector
 from jettag.generator.detector import DATA_RESPONSE, MC_RESPONSE, DetectorResponse
 
-__all__ = ["TUNES", "Tune", "get_tune"]
+__all__ = ["TUNES", "Tune", "detector_table", "get_tune"]
 
 
 @dataclass(frozen=True)
@@ -76,3 +77,8 @@ def get_tune(name: str | Tune) -> Tune:
         return TUNES[name]
     except KeyError:
         raise ValueError(f"unknown tune {name!r}; known tunes: {', '.join(TUNES)}") from None
+
+
+def detector_table() -> str:
+    """Every detector parameter of every tune as a markdown table (the README's table)."""
+    return detector.detector_table({name: tune.detector for name, tune in TUNES.items()})

@@ -2,7 +2,10 @@
 
 Each function takes sample files and returns plain numbers (dicts of floats),
 so that the tests assert on them, ``jettag demo`` prints them and a benchmark
-can record them. The thresholds live in ``CHECKS``; nothing here prints.
+can record them. Each also returns the numbers of jets its figures rest on
+(``*_n_jets`` keys); each :class:`Check` names the counts behind its figure
+and says when fewer than :data:`MIN_JETS` stand behind it (statistics-limited).
+The thresholds live in ``CHECKS``; nothing here prints.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from jettag.samples import flat_mass_weights, read_fatjets, resonance_mass
 
 __all__ = [
     "CHECKS",
+    "MIN_JETS",
     "SIMPLE_TAG_IPSIG2",
     "Check",
     "flat_mass_coverage",
@@ -28,30 +32,67 @@ __all__ = [
 ]
 
 
+#: A figure resting on fewer jets than this is statistics-limited (about 30% or
+#: more relative uncertainty); the same threshold as ``jettag.performance.MIN_BACKGROUND_JETS``.
+MIN_JETS = 10
+
+
 @dataclass(frozen=True)
 class Check:
-    """A named figure with its accepted range."""
+    """A named figure with its accepted range and the jet counts behind it.
+
+    ``counts``: (key of the figures dict holding a jet count, what is counted),
+    for every sample of jets the figure rests on.
+    """
 
     name: str
     low: float
     high: float
     what: str
+    counts: tuple[tuple[str, str], ...] = ()
 
     def passes(self, value: float) -> bool:
         return bool(self.low <= value <= self.high)
+
+    def jets_behind(self, figures: dict[str, float]) -> str:
+        """The counts behind the figure, e.g. ``"212 bb, 180 light"``."""
+        return ", ".join(f"{int(figures[key])} {what}" for key, what in self.counts if key in figures)
+
+    def stat_limited(self, figures: dict[str, float]) -> bool:
+        """Fewer than :data:`MIN_JETS` jets in one of the counts behind the figure."""
+        return any(figures[key] < MIN_JETS for key, _ in self.counts if key in figures)
 
 
 CHECKS: dict[str, Check] = {
     c.name: c
     for c in (
-        Check("zbb_median_msoftdrop", 80.0, 100.0, "Z->bb, pT>300, >=2 B: median msoftdrop [GeV]"),
-        Check("bb_sv_fraction", 0.5, 1.0, "bb jets with an associated SV"),
-        Check("light_sv_fraction", 0.0, 0.2, "light jets with an associated SV"),
-        Check("ipsig2_ratio_bb_light", 3.0, np.inf, "median 2nd-largest IP sig., bb / light"),
-        Check("qcd_bb_fraction", 0.005, 0.05, "QCD pT>300: bb-labelled fraction"),
-        Check("gbb_mu_b_fraction", 0.5, 1.0, "gbb_mu: muon-tagged jets that are b or bb (count)"),
-        Check("xbb_min_bin_over_mean", 0.3, np.inf, "xbb flat-mass: smallest 10-GeV bin / mean"),
-        Check("pseudodata_eff_shift", 0.05, 0.25, "bb eff. of IP-sig.(2nd) > 10: |data/MC - 1|"),
+        Check(
+            "zbb_median_msoftdrop", 80.0, 100.0, "Z->bb, pT>300, >=2 B: median msoftdrop [GeV]",
+            (("zbb_n_jets", "bb"),),
+        ),
+        Check("bb_sv_fraction", 0.5, 1.0, "bb jets with an associated SV", (("bb_n_jets", "bb"),)),
+        Check("light_sv_fraction", 0.0, 0.2, "light jets with an associated SV", (("light_n_jets", "light"),)),
+        Check(
+            "ipsig2_ratio_bb_light", 3.0, np.inf, "median 2nd-largest IP sig., bb / light",
+            (("bb_n_jets", "bb"), ("light_n_jets", "light")),
+        ),
+        Check(
+            "qcd_bb_fraction", 0.005, 0.05, "QCD pT>300: bb-labelled fraction",
+            (("qcd_n_bb_jets", "bb"), ("qcd_n_jets", "QCD")),
+        ),
+        Check(
+            "gbb_mu_b_fraction", 0.5, 1.0, "gbb_mu: muon-tagged jets that are b or bb (count)",
+            (("gbb_mu_n_jets", "muon-tagged"),),
+        ),
+        Check(
+            "xbb_min_bin_over_mean", 0.3, np.inf, "xbb flat-mass: smallest 10-GeV bin / mean",
+            (("xbb_min_bin_n_jets", "in that bin"), ("xbb_n_jets", "X-matched")),
+        ),
+        Check(
+            "pseudodata_eff_shift", 0.05, 0.25, "bb eff. of IP-sig.(2nd) > 10: |data/MC - 1|",
+            (("bb_n_jets_mc", "bb MC"), ("bb_n_fail_mc", "fail"), ("bb_n_jets_data", "bb data"),
+             ("bb_n_fail_data", "fail")),
+        ),
     )
 }
 
@@ -145,21 +186,26 @@ def flat_mass_coverage(
     has = ~ak.is_none(lead)
     msd = ak.to_numpy(lead["msoftdrop"][has]).astype(float)
     w = weights[ak.to_numpy(has)]
-    counts, _ = np.histogram(msd, bins=np.arange(lo, hi + 5, 10.0), weights=w)
+    edges = np.arange(lo, hi + 5, 10.0)
+    counts, _ = np.histogram(msd, bins=edges, weights=w)
+    jets_per_bin, _ = np.histogram(msd, bins=edges)
     mean = counts.mean()
     return {
         "xbb_min_bin_over_mean": float(counts.min() / mean) if mean > 0 else float("nan"),
         "xbb_max_bin_over_mean": float(counts.max() / mean) if mean > 0 else float("nan"),
         "xbb_n_jets": len(msd),
+        "xbb_min_bin_n_jets": int(jets_per_bin[np.argmin(counts)]),
     }
 
 
-def _tag_efficiency(path: str | Path, *, cut: float, pt_min: float) -> tuple[float, int]:
+def _tag_efficiency(path: str | Path, *, cut: float, pt_min: float) -> tuple[float, int, int]:
+    """(efficiency, bb jets, bb jets failing the tag)."""
     jets = ak.flatten(read_fatjets(path))
     jets = jets[(jets["pt"] > pt_min) & (jets["nBHadrons"] >= 2)]
     w = ak.to_numpy(jets["weight"]).astype(np.float64)
     passed = ak.to_numpy(jets["sip3dsig_2"] > cut)
-    return (float(np.average(passed, weights=w)) if len(w) else float("nan")), len(w)
+    eff = float(np.average(passed, weights=w)) if len(w) else float("nan")
+    return eff, len(w), int((~passed).sum())
 
 
 #: The simple tag of the pseudo-data check: 2nd-largest track IP significance above this.
@@ -173,10 +219,12 @@ def pseudodata_shift(
 ) -> dict[str, float]:
     """True efficiency of the tag "2nd-largest IP sig. > cut" on bb jets, MC vs pseudo-data.
 
-    The pseudo-data labels come from the truth sidecar.
+    The pseudo-data labels come from the truth sidecar. With efficiencies near
+    80%, the jets that fail the tag (``bb_n_fail_*``) limit the precision of the
+    shift, so they are counted too.
     """
-    eff_mc, n_mc = _tag_efficiency(mc, cut=cut, pt_min=pt_min)
-    eff_data, n_data = _tag_efficiency(data, cut=cut, pt_min=pt_min)
+    eff_mc, n_mc, fail_mc = _tag_efficiency(mc, cut=cut, pt_min=pt_min)
+    eff_data, n_data, fail_data = _tag_efficiency(data, cut=cut, pt_min=pt_min)
     return {
         "bb_tag_eff_mc": eff_mc,
         "bb_tag_eff_data": eff_data,
@@ -184,4 +232,6 @@ def pseudodata_shift(
         "pseudodata_eff_shift": abs(eff_data / eff_mc - 1.0) if eff_mc > 0 else float("nan"),
         "bb_n_jets_mc": n_mc,
         "bb_n_jets_data": n_data,
+        "bb_n_fail_mc": fail_mc,
+        "bb_n_fail_data": fail_data,
     }

@@ -24,6 +24,7 @@ import numpy as np
 
 from jettag.tagger.chunks import _Chunk, _prepare, _Prepared
 from jettag.tagger.features import BUILTIN_FEATURES, JET, Feature
+from jettag.tagger.phase_space import PhaseSpace, PhaseSpaceError, load_phase_space
 from jettag.tagger.plan import (
     _COUNTS,
     Key,
@@ -41,7 +42,7 @@ from jettag.tagger.session import (
     resolve_providers,
     validate_model,
 )
-from jettag.tagger.sources import _EventSource
+from jettag.tagger.sources import _EventSource, missing_inputs_error, source_missing_inputs
 
 __all__ = ["InputBuilder", "Tagger"]
 
@@ -86,7 +87,8 @@ class Tagger:
     preprocess:
         path to ``preprocess.json``, its parsed mapping, or a :class:`PreprocessConfig`.
     name:
-        the tagger's name (friend-tree branches ``FatJet_<name>_<class>``).
+        the tagger's name; characters other than letters, digits and ``_`` become ``_``
+        (``pnet-lite`` -> ``pnet_lite``, friend-tree branches ``FatJet_pnet_lite_Xbb``).
     class_names:
         names of the score columns; default: ``output_names`` cleaned (``probXbb`` -> ``Xbb``).
     output:
@@ -106,9 +108,16 @@ class Tagger:
     collections:
         rename collections, e.g. ``{"FatJet": "Jet", "FatJetPFCands": "JetPFCands",
         "FatJetSVs": "JetSVs"}`` for AK4 jets.
+    phase_space:
+        the jets the model was trained on (:class:`~jettag.tagger.phase_space.PhaseSpace`
+        or its dict); :meth:`load` reads it from ``phase_space.json`` when the directory
+        has one. None: undeclared (:meth:`in_phase_space` then raises).
 
     The model's inputs are validated against preprocess.json here, before any
-    event is read (:class:`~jettag.tagger.session.ModelValidationError`).
+    event is read (:class:`~jettag.tagger.session.ModelValidationError`). Events
+    that lack a collection or field the model reads are refused before anything
+    is computed (under dask, while the graph is built) with a
+    :class:`~jettag.errors.MissingInputsError` naming them.
     """
 
     def __init__(
@@ -125,6 +134,7 @@ class Tagger:
         threads: int | None = None,
         device: str | Sequence[str] = "cpu",
         collections: Mapping[str, str] | None = None,
+        phase_space: PhaseSpace | Mapping[str, Any] | None = None,
     ) -> None:
         if isinstance(model, bytes):
             self._model_bytes = model
@@ -151,6 +161,9 @@ class Tagger:
         self.batch_size = int(batch_size)
         self.overlap = bool(overlap)
         self.collections = dict(collections or {})
+        if phase_space is not None and not isinstance(phase_space, PhaseSpace):
+            phase_space = PhaseSpace.from_dict(phase_space)
+        self.phase_space: PhaseSpace | None = phase_space
         self._digest = model_digest(self._model_bytes)
         self._options = SessionOptions(
             providers=resolve_providers(device), intra_op_threads=threads
@@ -164,7 +177,8 @@ class Tagger:
 
     @classmethod
     def load(cls, model_dir: str | Path, **kwargs: Any) -> Tagger:
-        """Load ``model_dir/model.onnx`` + ``model_dir/preprocess.json``."""
+        """Load ``model_dir/model.onnx`` + ``model_dir/preprocess.json`` (and the training
+        phase space from ``model_dir/phase_space.json`` where present)."""
         model_dir = Path(model_dir)
         if not model_dir.is_dir():
             raise OSError(f"model directory {model_dir} does not exist")
@@ -172,6 +186,8 @@ class Tagger:
             if not (model_dir / f).is_file():
                 raise OSError(f"model directory {model_dir} has no {f}")
         kwargs.setdefault("name", model_dir.name)
+        if "phase_space" not in kwargs:
+            kwargs["phase_space"] = load_phase_space(model_dir)
         return cls(model_dir / "model.onnx", model_dir / "preprocess.json", **kwargs)
 
     # ------------------------------------------------------------------ description
@@ -283,17 +299,22 @@ class Tagger:
             raise TypeError(f"expected NanoEvents or a FatJet collection, got {type(obj).__name__}")
         jet_name = self.collections.get(JET, JET)
         if jet_name in fields:
-            return _EventSource(obj, None, self.collections)
-        if not self.needs_constituents:
-            return _EventSource(None, obj, self.collections)
-        try:
-            events = obj._events()
-        except Exception:
-            raise TypeError(
-                f"{self.name}: a constituent-based model needs the events (or events.{jet_name} "
-                "from NanoEvents); pass the events"
-            ) from None
-        return _EventSource(events, obj, self.collections)
+            source = _EventSource(obj, None, self.collections)
+        elif not self.needs_constituents:
+            source = _EventSource(None, obj, self.collections)
+        else:
+            try:
+                events = obj._events()
+            except Exception:
+                raise TypeError(
+                    f"{self.name}: a constituent-based model needs the events (or events.{jet_name} "
+                    "from NanoEvents); pass the events"
+                ) from None
+            source = _EventSource(events, obj, self.collections)
+        collections, columns = source_missing_inputs(source, self._plan.keys)
+        if collections or columns:
+            raise missing_inputs_error(self.name, collections, columns, names=self.collections)
+        return source
 
     def _check_unselected(self, source: _EventSource) -> None:
         if source.events is None or source.jets is None:
@@ -333,6 +354,40 @@ class Tagger:
             )
         self._check_unselected(source)
         return self._score_chunk(source.chunk(self._plan.keys))
+
+    def in_phase_space(self, events_or_jets: Any) -> Any:
+        """True for the jets inside the phase space the tagger was trained on.
+
+        A boolean mask shaped like the jets (events x jets): eager awkward, NanoEvents
+        (any mode) or a ``dask_awkward.Array``. Pass the events (their ``FatJet``, renamed
+        as in ``collections``, is used) or a jet collection, selected or not.
+
+        Apply it before cutting on scores: outside its training phase space a tagger
+        extrapolates, often confidently (on real PFNano, pnet-lite gives Xbb = 0.94 to a
+        jet of msoftdrop 16 GeV; it was trained on 40 <= msoftdrop < 250 GeV)::
+
+            scores = tagger(events)
+            ok = tagger.in_phase_space(events)
+            tagged = events.FatJet[ok & (scores.Xbb / (scores.Xbb + scores.QCD) > 0.9)]
+
+        Raises :class:`~jettag.tagger.phase_space.PhaseSpaceError` when the tagger
+        declares no phase space (a model directory without ``phase_space.json``).
+        """
+        if self.phase_space is None:
+            raise PhaseSpaceError(
+                f"tagger {self.name} declares no training phase space, so which jets it may "
+                "score is unknown; write phase_space.json in its model directory, e.g. "
+                '{"pt_min": 300, "abs_eta_max": 2.4, "msd_min": 40, "msd_max": 250}, '
+                "or pass Tagger(..., phase_space={...})"
+            )
+        fields = getattr(events_or_jets, "fields", None)
+        if fields is None:
+            raise TypeError(
+                f"expected NanoEvents or a jet collection, got {type(events_or_jets).__name__}"
+            )
+        jet_name = self.collections.get(JET, JET)
+        jets = events_or_jets[jet_name] if jet_name in fields else events_or_jets
+        return self.phase_space.mask(jets, name=f"tagger {self.name}")
 
     def inputs(self, events_or_jets: Any) -> dict[str, np.ndarray]:
         """The model's input tensors for every jet (eager/virtual input): for inspection and checks."""

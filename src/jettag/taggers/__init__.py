@@ -5,9 +5,13 @@
 ('bdt-hl', 'deepsets-lite', 'pnet-lite')
 >>> tagger = taggers.load("pnet-lite")            # a jettag.tagger.Tagger
 >>> scores = tagger(events)                       # Xbb, Xcc, Xqq, QCD per fat jet
+>>> ok = tagger.in_phase_space(events)            # jets like those it was trained on
+>>> tagger.phase_space.describe()
+'pT > 300 GeV, |eta| < 2.4, 40 <= msoftdrop < 250 GeV'
 
 Each lives in its own directory here (``model.onnx``, ``preprocess.json``,
-``training.json``, ``evaluation.json`` and ``MODEL_CARD.md``). They were
+``phase_space.json``, ``training.json``, ``evaluation.json`` and
+``MODEL_CARD.md``). They were
 trained on jettag's generated samples with the command in their model card
 (``jettag train``), which reproduces them; see :mod:`jettag.training`.
 """
@@ -74,11 +78,13 @@ def resolve(spec: str | Path, **kwargs: Any) -> Tagger:
 
 
 def summary(name: str) -> dict[str, Any]:
-    """What ``jettag taggers`` prints: classes, inputs, size on disk and place of a shipped tagger."""
+    """What ``jettag taggers`` prints: classes, inputs, training phase space, size on disk
+    and place of a shipped tagger (``phase_space``: one line, e.g.
+    ``pT > 300 GeV, |eta| < 2.4, 40 <= msoftdrop < 250 GeV``; left out if undeclared)."""
     path = model_dir(name)
     tagger = load(name)
     files = [p for p in path.rglob("*") if p.is_file()]
-    return {
+    row = {
         "name": name,
         "classes": list(tagger.class_names),
         "inputs": {b.name: list(b.shape) for b in tagger.config.inputs},
@@ -86,3 +92,6 @@ def summary(name: str) -> dict[str, Any]:
         "directory_bytes": sum(p.stat().st_size for p in files),
         "path": str(path),
     }
+    if tagger.phase_space is not None:
+        row["phase_space"] = tagger.phase_space.describe()
+    return row

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from jettag.evaluate import markdown_table
+from jettag.tagger.phase_space import PHASE_SPACE_FILE, PhaseSpace
 
 __all__ = ["model_card"]
 
@@ -28,6 +29,7 @@ def model_card(training: dict[str, Any], evaluation: dict[str, Any] | None = Non
         "",
         "Discriminant for a signal class X: `X / (X + QCD)`.",
         "",
+        *phase_space_section(training),
         "## Training",
         "",
         f"- classes: {', '.join(training['classes'])}; outputs {', '.join(training['output_names'])}",
@@ -76,6 +78,24 @@ def model_card(training: dict[str, Any], evaluation: dict[str, Any] | None = Non
         )
         lines += ["", markdown_table({name: evaluation})]
     return "\n".join(lines) + "\n"
+
+
+def phase_space_section(training: dict[str, Any]) -> list[str]:
+    """The card's "Phase space" section (lines, ending with a blank one)."""
+    space = PhaseSpace.from_selection(training.get("phase_space") or training["selection"])
+    return [
+        "## Phase space",
+        "",
+        f"Trained on jets with {space.describe()} "
+        f"(machine-readable in `{PHASE_SPACE_FILE}`, read by `Tagger.load`). Outside it the "
+        "scores are extrapolations, often confident ones: do not cut on the scores of jets the "
+        "tagger never saw. Select them first:",
+        "",
+        "```python",
+        "ok = tagger.in_phase_space(events)  # boolean, shaped like events.FatJet",
+        "```",
+        "",
+    ]
 
 
 def write_model_card(model_dir: str | Path, training: dict[str, Any], evaluation: dict[str, Any] | None) -> Path:

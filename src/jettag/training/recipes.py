@@ -3,7 +3,9 @@
 :func:`train_tagger` is what ``jettag train`` runs: read the labelled jets of
 the training files, fit the input standardisation, build the inputs with the
 inference code, weight the jets (mass decorrelation, class balance), train,
-export ``model.onnx`` (dynamic batch axis) + ``preprocess.json`` and write
+export ``model.onnx`` (dynamic batch axis) + ``preprocess.json``, declare the
+training phase space in ``phase_space.json`` (the jet selection's pT, |eta| and
+msoftdrop cuts, read by :meth:`jettag.tagger.Tagger.load`), and write
 ``training.json`` (samples, settings, jet counts, history) for the model card.
 """
 
@@ -22,6 +24,7 @@ import numpy as np
 from jettag.samples.dataset import JetDataset, load_jets
 from jettag.samples.files import file_info
 from jettag.samples.labelling import TAGGER_CLASSES, JetSelection
+from jettag.tagger.phase_space import PhaseSpace
 from jettag.training import highlevel, models
 from jettag.training.fit import TrainConfig, export_onnx, fit_network
 from jettag.training.standardisation import standardised_preprocess
@@ -155,6 +158,7 @@ def train_tagger(
         details = {"architecture": recipe.architecture, "parameters": int(n_params),
                    "train_config": train_config.to_dict()}
     (out_dir / "preprocess.json").write_text(json.dumps(spec, indent=1))
+    PhaseSpace.from_selection(selection).write(out_dir)
     info = {
         "name": recipe.name,
         "description": recipe.description,
