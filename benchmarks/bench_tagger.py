@@ -57,7 +57,7 @@ from jettag.tagger.chunks import _prepare
 
 # the small weaver-layout test models live with the tests
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from _models import (  # noqa: E402
+from _models import (
     count_parameters,
     deepsets_model,
     particlenet_like_model,

@@ -196,8 +196,15 @@ def test_cli_evaluate(samples, tmp_path, capsys):
     assert main(["evaluate", *files, "--tagger", "deepsets-lite", "--score-branch", "FatJet_n2b1", "--out", str(out)]) == 0
     text = capsys.readouterr().out
     assert "| deepsets_lite | Xbb |" in text and "| FatJet_n2b1 | Xbb |" in text
+    # the table shows the jets behind the figures; the JSON holds them and is strict
+    n = json.loads((out / "evaluation.json").read_text())["deepsets_lite"]["signals"]["Xbb"]
+    assert f"| deepsets_lite | Xbb | {n['n_signal']} / {n['n_background']} |" in text
     assert (out / "evaluation.md").is_file() and (out / "roc_Xbb_vs_QCD.png").is_file()
-    assert main(["evaluate", *files, "--tagger", "nope", "--out", str(out)]) == 2
-    assert "no shipped tagger 'nope'" in capsys.readouterr().err
-    assert main(["evaluate", str(samples["gbb_mu"]), "--tagger", "bdt-hl", "--out", str(out)]) == 2
+    assert main(["evaluate", *files, "--tagger", "deepsets-lite", "--out", str(out)]) == 2
+    assert "exists and is not empty; give --force" in capsys.readouterr().err
+    fresh = str(tmp_path / "eval2")
+    assert main(["evaluate", *files, "--tagger", "nope", "--out", fresh]) == 2
+    err = capsys.readouterr().err
+    assert "nope" in err and "shipped tagger" in err
+    assert main(["evaluate", str(samples["gbb_mu"]), "--tagger", "bdt-hl", "--out", fresh]) == 2
     assert "provides no tagger class" in capsys.readouterr().err

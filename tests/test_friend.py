@@ -200,7 +200,11 @@ def test_empty_input_gives_an_empty_tree_with_every_branch(jet_model, shared_dat
     assert summary.n_events == 0
     tree = uproot.open(out)["Events"]
     assert tree.num_entries == 0
-    assert tree.keys() == [*EVENT_ID_BRANCHES, "nFatJet", *(f"FatJet_my_model_{c}" for c in CLASSES)]
+    assert tree.keys() == [
+        *EVENT_ID_BRANCHES,
+        "nFatJet",
+        *(f"FatJet_my_model_{c}" for c in CLASSES),
+    ]
 
 
 # --------------------------------------------------------------------------- safe outputs

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import awkward as ak
@@ -11,7 +12,7 @@ import numpy as np
 import uproot
 
 from jettag.generator import generate, validation
-from jettag.generator.pfnano import BRANCHES, EVENT_BRANCHES, MC_ONLY
+from jettag.generator.pfnano import BRANCHES, EMPTY_COLLECTIONS, EVENT_BRANCHES, MC_ONLY
 from jettag.samples.files import read_metadata, truth_sidecar_path
 
 
@@ -52,6 +53,41 @@ def test_reads_like_cms_pfnano(samples, shared_data):
     assert ak.all(events.GenPart.genPartIdxMother < ak.num(events.GenPart))
     parents = events.GenPart.parent  # the mother cross-reference resolves
     assert len(parents) == len(events)
+
+
+def test_plain_coffea_read_is_silent(samples):
+    """A user's plain PFNanoAODSchema read of MC and pseudo-data emits no warning at all.
+
+    coffea warns about every cross-reference index its schema knows and a file lacks;
+    every one is written (real indices, -1, or empty collections), and every
+    collection then builds, the empty ones included.
+    """
+    for name in ("zbb", "zbb_data"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            events = _open_pfnano(samples[name])
+            for collection in events.fields:
+                events[collection]
+        for collection in EMPTY_COLLECTIONS:
+            if collection in events.fields:
+                assert ak.all(ak.num(events[collection]) == 0), collection
+        muons, fatjets = events.Muon, events.FatJet
+        assert ak.all(muons.jetIdx == -1) and ak.all(fatjets.electronIdx3SJ == -1)
+        if name == "zbb":
+            assert ak.all(fatjets.genJetAK8Idx == -1)
+        # FatJet_muonIdx3SJ: a muon of the event, inside the jet
+        tagged = fatjets[fatjets.muonIdx3SJ >= 0]
+        assert ak.sum(ak.num(tagged)) > 10
+        assert ak.all(tagged.muonIdx3SJ < ak.num(muons)[:, None])
+        assert ak.all(tagged.delta_r(muons[tagged.muonIdx3SJ]) < 0.8)
+    # Muon_genPartIdx (MC): the generator muon the reconstructed one comes from
+    events = _open_pfnano(samples["zbb"])
+    matched = events.Muon[events.Muon.genPartIdx >= 0]
+    assert ak.sum(ak.num(matched)) > 10
+    gen = matched.matched_gen
+    assert ak.all(abs(gen.pdgId) == 13)
+    assert ak.all(abs(gen.pt / matched.pt - 1) < 0.2)
+    assert "genPartIdx" not in _open_pfnano(samples["zbb_data"]).Muon.fields
 
 
 def test_branch_names_and_types_match_cms(samples, shared_data):

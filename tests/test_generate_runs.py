@@ -37,7 +37,7 @@ def test_existing_output_needs_force(tmp_path):
     out = tmp_path / "zbb.root"
     _tiny(out)
     before = out.read_bytes()
-    with pytest.raises(OutputError, match="zbb.root"):
+    with pytest.raises(OutputError, match=r"zbb\.root"):
         _tiny(out, seed=4)
     assert out.read_bytes() == before  # untouched
     summary = _tiny(out, seed=4, force=True)
@@ -71,7 +71,7 @@ def test_output_paths_refused_before_any_work(tmp_path, monkeypatch):
     # sample (generated earlier, or any file) at --out is refused without force
     existing = tmp_path / "sample.root"
     existing.write_text("a sample generated earlier")
-    with pytest.raises(OutputError, match="sample.root: exists"):
+    with pytest.raises(OutputError, match=r"sample\.root: exists"):
         _tiny(existing)
     assert existing.read_text() == "a sample generated earlier"
 
@@ -131,7 +131,7 @@ def test_interrupted_run_keeps_finished_chunks_as_incomplete(tmp_path, monkeypat
         assert read_metadata(truth_sidecar_path(kept))["complete"] is False
 
     # a second interrupted run does not overwrite the first one's events
-    with pytest.raises(GenerationInterrupted, match="zbb.incomplete.2.root"):
+    with pytest.raises(GenerationInterrupted, match=r"zbb\.incomplete\.2\.root"):
         _tiny(out, n_events=30, tune=tune)
     assert read_metadata(kept)["n_events"] == 10
 

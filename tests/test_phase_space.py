@@ -38,6 +38,11 @@ def _expected_mask(jets):
     return ak.unflatten(flat, ak.to_numpy(ak.num(jets)))
 
 
+@pytest.fixture(scope="module")
+def pfnano_eager(shared_data):
+    return _events(shared_data / "pfnano.root", "eager")
+
+
 @pytest.fixture
 def user_model(tmp_path):
     """A user's weaver-style model directory without phase_space.json."""
@@ -95,10 +100,10 @@ def test_model_card_states_the_phase_space():
 
 
 # --------------------------------------------------------------------------- in_phase_space
-def test_in_phase_space_in_every_mode(shared_data):
+def test_in_phase_space_in_every_mode(shared_data, pfnano_eager):
     path = shared_data / "pfnano.root"
     tagger = taggers.load("pnet-lite")
-    eager = _events(path, "eager")
+    eager = pfnano_eager
     expected = ak.to_list(_expected_mask(eager.FatJet))
     assert ak.to_list(tagger.in_phase_space(eager)) == expected
     assert ak.to_list(tagger.in_phase_space(eager.FatJet)) == expected
@@ -117,10 +122,10 @@ def test_in_phase_space_in_every_mode(shared_data):
     assert ak.to_list(tagger.in_phase_space(plain)) == expected
 
 
-def test_confident_scores_outside_the_phase_space(shared_data):
+def test_confident_scores_outside_the_phase_space(pfnano_eager):
     """Why the mask matters: on real PFNano, pnet-lite scores a jet of msoftdrop 16 GeV
     (never seen in training) Xbb 0.93."""
-    events = _events(shared_data / "pfnano.root", "eager")
+    events = pfnano_eager
     tagger = taggers.load("pnet-lite")
     scores = ak.flatten(tagger(events).Xbb)
     msd = ak.flatten(events.FatJet.msoftdrop)
@@ -153,7 +158,11 @@ def test_phase_space_bounds_are_those_of_the_training_selection():
     )
     assert list(ak.flatten(space.mask(jets))) == list(want)
     # one-sided bounds
-    assert ak.to_list(PhaseSpace(pt_max=400).mask(jets)) == [[True, True, False, False], [], [False]]
+    assert ak.to_list(PhaseSpace(pt_max=400).mask(jets)) == [
+        [True, True, False, False],
+        [],
+        [False],
+    ]
     assert PhaseSpace(pt_min=200, pt_max=1000).describe() == "200 < pT < 1000 GeV"
     assert PhaseSpace(msd_min=30).describe() == "msoftdrop >= 30 GeV"
     with pytest.raises(MissingInputsError, match="msoftdrop"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import warnings
 
 import awkward as ak
 import numpy as np
@@ -17,6 +18,7 @@ pytest.importorskip("onnx")
 
 from _models import masked_sum_model, mlp_model
 from _padding import layout_rows
+from jettag.errors import MissingInputsError
 from jettag.tagger import (
     FEATURES,
     ModelValidationError,
@@ -612,3 +614,100 @@ def test_cli_tag_one_line_errors(tmp_path, tiny_file, short_model, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "MissingInputs" not in err
     assert "nosv.root" in err and "FatJetSVs, SV" in err and "PFNano" in err
+
+
+# --------------------------------------------------------------------------- missing inputs
+def _nanoevents(path, schema, mode):
+    from coffea import nanoevents
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return nanoevents.NanoEventsFactory.from_root(
+            {str(path): "Events"}, schemaclass=getattr(nanoevents, schema), mode=mode
+        ).events()
+
+
+@pytest.mark.parametrize("schema", ["NanoAODSchema", "PFNanoAODSchema"])
+@pytest.mark.parametrize("mode", ["eager", "virtual", "dask"])
+def test_plain_nanoaod_raises_missing_inputs(shared_data, schema, mode):
+    """Standard NanoAOD has no FatJetPFCands: a clear error naming the tagger, what is
+    missing and what provides it; under dask while the graph is built (nothing computed)."""
+    from jettag import taggers
+
+    events = _nanoevents(shared_data / "nano_dy.root", schema, mode)
+    tagger = taggers.load("pnet-lite")
+    with pytest.raises(MissingInputsError) as err:
+        tagger(events)
+    text = str(err.value)
+    assert text.startswith("tagger pnet_lite cannot run")
+    assert "collection(s) FatJetPFCands, PFCands, FatJetSVs" in text
+    assert "PFNano" in text and "collections=" in text
+    assert isinstance(err.value, KeyError) and not isinstance(
+        err.value, ak.errors.FieldNotFoundError
+    )
+    if mode != "dask":
+        with pytest.raises(MissingInputsError):
+            tagger.inputs(events)
+
+
+def test_no_shipped_tagger_runs_on_plain_nanoaod(shared_data):
+    from jettag import taggers
+
+    events = _nanoevents(shared_data / "nano_dy.root", "NanoAODSchema", "virtual")
+    for name in taggers.available():
+        with pytest.raises(MissingInputsError, match="FatJetPFCands"):
+            taggers.load(name)(events)
+
+
+def test_missing_track_fields_are_named(tmp_path, short_model):
+    """NanoAOD v15-like: a ``PFCand`` table without track fields, mapped with collections=."""
+    _, pp, weights, masks = short_model
+    track = (
+        "d0",
+        "d0Err",
+        "dz",
+        "dzErr",
+        "trkChi2",
+        "lostInnerHits",
+        "pvAssocQuality",
+        "trkQuality",
+    )
+    data = _tiny_events()
+    pf = data.pop("PFCands")
+    data["PFCand"] = ak.zip({k: pf[k] for k in ("pt", "eta", "phi", "mass", "charge", "pdgId")})
+    path = tmp_path / "v15.root"
+    _write(path, data)
+    tagger = Tagger(
+        masked_sum_model(pp, weights, masks), pp, name="msum", collections={"PFCands": "PFCand"}
+    )
+    for events in (
+        ak.zip(data, depth_limit=1),
+        _nanoevents(path, "NanoAODSchema", "virtual"),
+        _nanoevents(path, "PFNanoAODSchema", "dask"),
+    ):
+        with pytest.raises(MissingInputsError) as err:
+            tagger(events)
+        text = str(err.value)
+        assert "tagger msum" in text and "FatJetPFCands" not in text.split(".")[0]
+        missing = text.split("field(s) ")[1].split(" it reads")[0].split(", ")
+        assert {m.split(".")[1] for m in missing} <= set(track) and "PFCand.d0" in missing
+        assert "PFNano" in text and "{'PFCands': 'PFCand'}" in text
+    # the same file through jettag tag: the branches are named
+    from jettag.tagger.friend import tag_files
+
+    with pytest.raises(
+        MissingInputsError,
+        match=r"v15\.root: tagger msum .* file.s events lack the branch\(es\) .*PFCand_d0,",
+    ):
+        tag_files(tagger, [path], tmp_path / "f.root", progress=False)
+
+
+def test_missing_jet_fields_of_a_jet_level_model(tiny_file):
+    names = ["fj_pt_log", "FatJet_n2b1"]
+    tagger = Tagger(mlp_model(2, 2), _jet_level_preprocess(names), name="hl")
+    events = _nanoevents(tiny_file, "NanoAODSchema", "virtual")
+    for obj in (events, events.FatJet, events.FatJet[events.FatJet.pt > 300]):
+        with pytest.raises(
+            MissingInputsError, match=r"tagger hl .*field\(s\) FatJet\.n2b1 .*FatJet fields"
+        ):
+            tagger(obj)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 import warnings
+from pathlib import Path
 
 import awkward as ak
 import numpy as np
@@ -164,3 +165,34 @@ def test_inputs_layout(model_dir, pfnano, eager):
         int(np.sum(idx == j)) for idx in n_pf for j in range(int(idx.max()) + 1 if len(idx) else 0)
     ]
     assert list(x["pf_mask"][:, 0].sum(axis=1).astype(int)) == [min(c, 100) for c in counts]
+
+
+# --------------------------------------------------------------------------- shipped taggers
+REFERENCE = Path(__file__).parent / "data" / "pfnano_reference_scores.json"
+
+
+def test_shipped_taggers_reproduce_reference_scores(pfnano, eager, tmp_path):
+    """The shipped taggers score pfnano.root as the code before the restructure of issue 8
+    did (its friend tree, tests/data/pfnano_reference_scores.json): equal to 1e-6 (on the
+    machine that wrote the reference, bit for bit), through ``jettag tag``'s friend tree and
+    through ``tagger(events)``."""
+    import uproot
+
+    from jettag import taggers
+    from jettag.tagger.friend import tag_files
+
+    reference = json.loads(REFERENCE.read_text())
+    loaded = [taggers.load(name) for name in reference["taggers"]]
+    out = tmp_path / "friend.root"
+    tag_files(loaded, [pfnano], out, progress=False)
+    friend = uproot.open(out)["Events"].arrays(library="ak")
+    assert ak.to_list(friend["nFatJet"]) == reference["nFatJet"]
+    for tagger, (name, classes) in zip(loaded, reference["taggers"].items(), strict=True):
+        scores = tagger(eager)
+        for c, want in classes.items():
+            want = np.asarray(want, dtype=np.float64)
+            assert len(want) == 24
+            written = ak.to_numpy(ak.flatten(friend[f"FatJet_{tagger.name}_{c}"]))
+            direct = ak.to_numpy(ak.flatten(scores[c]))
+            np.testing.assert_allclose(written, want, rtol=0, atol=1e-6, err_msg=f"{name} {c}")
+            np.testing.assert_array_equal(direct, written, err_msg=f"{name} {c}")

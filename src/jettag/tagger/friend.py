@@ -1,19 +1,27 @@
 """Score ROOT files into a friend tree (the work behind ``jettag tag``).
 
-The friend file holds one tree (``Events`` unless asked otherwise) with, per event,
-``run``, ``luminosityBlock`` and ``event`` copied from the input (those of the three
-that every input file has), the counter ``nFatJet`` and, per fat jet and class,
-``FatJet_<tagger>_<class>`` (float32). In ``<tagger>`` every character other than a
-letter, a digit or ``_`` is replaced by ``_``: the shipped ``pnet-lite`` gives
-``FatJet_pnet_lite_Xbb``, ``FatJet_pnet_lite_Xcc``, ``FatJet_pnet_lite_Xqq`` and
-``FatJet_pnet_lite_QCD``. (With ``collections={"FatJet": "Jet"}``, ``nJet`` and
-``Jet_<tagger>_<class>``.)
+The friend file holds one tree, named as the input tree (``Events`` unless asked
+otherwise), with per event ``run``, ``luminosityBlock`` and ``event`` copied from
+the input (those of the three that every input file has; dtypes as in the input,
+uint32/uint32/uint64 in NanoAOD), the counter ``nFatJet`` (int32) and, per fat
+jet and class, ``FatJet_<tagger>_<class>`` (float32), taggers in the order given.
+``<tagger>`` is :attr:`Tagger.name`: the model's name with each run of characters
+other than letters, digits and ``_`` replaced by one ``_`` (``m_`` put in front of a
+leading digit). The shipped ``pnet-lite`` gives ``FatJet_pnet_lite_Xbb``,
+``FatJet_pnet_lite_Xcc``, ``FatJet_pnet_lite_Xqq`` and ``FatJet_pnet_lite_QCD``.
+(With ``collections={"FatJet": "Jet"}``: ``nJet`` and ``Jet_<tagger>_<class>``.)
 
 Its entries follow the input files in the order given (a TChain of them), event
 by event and jet by jet, so ``tree.AddFriend`` in ROOT/RDataFrame or a
 side-by-side ``uproot`` read lines up; ``run``/``event`` let a reader check it.
-coffea's ``NanoAODSchema`` reads the friend file on its own
-(``events.FatJet.pnet_lite_Xbb``).
+coffea's ``NanoAODSchema`` reads the friend file (``friend.run``, ``friend.event``),
+but its ``FatJet`` wants kinematics (pt, eta, phi, mass) that the friend does not
+hold; read the scores as flat branches (coffea's ``BaseSchema`` or uproot) and
+attach them to the input's jets::
+
+    friend = NanoEventsFactory.from_root({"friend.root": "Events"}, schemaclass=BaseSchema).events()
+    assert ak.all(friend.event == events.event)
+    fatjets = ak.with_field(events.FatJet, friend.FatJet_pnet_lite_Xbb, "pnet_lite_Xbb")
 
 The output is checked (:func:`jettag.outputs.check_output`: not an input, not an
 existing file unless ``force``, its folder exists) and every input opened and
@@ -55,11 +63,12 @@ class FriendSummary:
     n_events: int
     n_jets: int
     branches: tuple[str, ...]
+    tree: str = "Events"
 
     def describe(self) -> str:
         """One line for the terminal."""
         return (
-            f"wrote {self.out}: tree Events, {self.n_events} events, {self.n_jets} fat jets "
+            f"wrote {self.out}: tree {self.tree}, {self.n_events} events, {self.n_jets} fat jets "
             f"from {self.n_files} file(s); branches {', '.join(self.branches)}"
         )
 
@@ -113,6 +122,7 @@ def _check_branches(path: Path, t: Any, taggers: Sequence[Tagger], counter: str)
                 names=tg.collections,
                 where=str(path),
                 column_kind="branch(es)",
+                subject="the file's events",
             )
     if counter not in present:
         raise InputFileError(f"{path}: has no branch {counter}")
@@ -198,6 +208,7 @@ def tag_files(
         n_events=total,
         n_jets=n_jets,
         branches=(*ids, counter, *(f"{jet_name}_{f}" for f in fields)),
+        tree=tree,
     )
 
 

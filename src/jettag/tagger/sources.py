@@ -191,8 +191,14 @@ def missing_inputs_error(
     names: Mapping[str, str] | None = None,
     where: str | None = None,
     column_kind: str = "field(s)",
+    subject: str = "the events",
 ) -> MissingInputsError:
-    """One message: which tagger, what is missing, and what provides it."""
+    """One message: which tagger, what is missing, and what provides it.
+
+    ``where``: the file (a prefix); ``column_kind``: how missing columns are called
+    (``field(s)`` of NanoEvents collections, ``branch(es)`` of a tree); ``subject``:
+    what lacks them (plural verb follows: ``the events``, ``the file's events``).
+    """
     names = dict(names or {})
     what = []
     if collections:
@@ -201,7 +207,7 @@ def missing_inputs_error(
         what.append(f"{column_kind} {', '.join(columns)}")
     lead = f"{where}: " if where else ""
     message = (
-        f"{lead}tagger {tagger} cannot run: the events lack the {' and '.join(what)} it reads. "
+        f"{lead}tagger {tagger} cannot run: {subject} lack the {' and '.join(what)} it reads. "
     )
     canonical = {names.get(c, c): c for c in (JET, *_CONSTITUENT_COLLECTIONS)}
     missing = [

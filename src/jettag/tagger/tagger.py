@@ -3,6 +3,7 @@
 >>> tagger = Tagger.load("models/pnet_md")           # model.onnx + preprocess.json
 >>> scores = tagger(events)                          # jagged like events.FatJet
 >>> fatjets = ak.with_field(events.FatJet, scores.Xbb, "jettag_Xbb")
+>>> ok = tagger.in_phase_space(events)               # jets like those it was trained on
 
 The same call works on eager, virtual and dask NanoEvents. Under dask it is one
 ``dask_awkward.map_partitions`` over exactly the branches the model's features

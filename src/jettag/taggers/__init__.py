@@ -39,7 +39,9 @@ def model_dir(name: str) -> Path:
     """The directory of the shipped tagger ``name``."""
     path = _HERE / name
     if not (path / "model.onnx").is_file():
-        raise ValueError(f"no shipped tagger {name!r}; available: {', '.join(available()) or 'none'}")
+        raise ValueError(
+            f"no shipped tagger {name!r}; available: {', '.join(available()) or 'none'}"
+        )
     return path
 
 
