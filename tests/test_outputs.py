@@ -12,7 +12,7 @@ def test_check_output(tmp_path):
     existing = tmp_path / "a.root"
     existing.write_bytes(b"data")
     assert check_output(tmp_path / "new.root") == tmp_path / "new.root"
-    with pytest.raises(OutputError, match="a.root: exists; give --force"):
+    with pytest.raises(OutputError, match=r"a\.root: exists; give --force"):
         check_output(existing)
     assert check_output(existing, force=True) == existing
     with pytest.raises(OutputError, match="is also an input"):
@@ -20,7 +20,7 @@ def test_check_output(tmp_path):
     # the same file under another spelling is still the input
     with pytest.raises(OutputError, match="is also an input"):
         check_output(tmp_path / "." / "a.root", inputs=[existing], force=True)
-    with pytest.raises(OutputError, match="folder .*nosuch does not exist"):
+    with pytest.raises(OutputError, match=r"folder .*nosuch does not exist"):
         check_output(tmp_path / "nosuch" / "x.root")
     with pytest.raises(OutputError, match="is a folder"):
         check_output(tmp_path, force=True)

@@ -90,7 +90,7 @@ def test_jettag_taggers_prints_the_phase_space(capsys):
 
 
 def test_model_card_states_the_phase_space():
-    from jettag.training.card import model_card
+    from jettag.model_card import model_card
 
     training = json.loads((taggers.model_dir("bdt-hl") / "training.json").read_text())
     training["selection"] = {**training["selection"], "pt_min": 450.0, "msd_max": 200.0}

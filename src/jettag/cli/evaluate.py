@@ -64,7 +64,9 @@ def run(args: argparse.Namespace) -> int:
     results = {}
     for spec in args.tagger:
         tagger = taggers.resolve(spec, threads=args.threads)
-        results[tagger.name] = evaluate_scores(score_files(args.files, tagger=tagger, **options), **figures)
+        # a shipped tagger keeps the name the user typed (pnet-lite), as in the demo and cards
+        name = spec if spec in taggers.available() else tagger.name
+        results[name] = evaluate_scores(score_files(args.files, tagger=tagger, **options), **figures)
     for branch in args.score_branch:
         results[branch] = evaluate_scores(score_files(args.files, score_branch=branch, **options), **figures)
     args.out.mkdir(exist_ok=True)

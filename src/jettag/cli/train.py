@@ -112,7 +112,7 @@ def _evaluate_model_dir(model_dir: Path, files: Sequence[Path], info: dict) -> N
     from jettag.evaluate import evaluate_scores, plot_evaluation, score_files
     from jettag.samples.files import file_info
     from jettag.tagger import Tagger
-    from jettag.training.card import write_model_card
+    from jettag.model_card import write_model_card
 
     tagger = Tagger.load(model_dir, threads=1)
     result = evaluate_scores(score_files(files, tagger=tagger))

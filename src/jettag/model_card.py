@@ -8,7 +8,7 @@ from typing import Any
 from jettag.evaluate import markdown_table
 from jettag.tagger.phase_space import PHASE_SPACE_FILE, PhaseSpace
 
-__all__ = ["model_card"]
+__all__ = ["model_card", "phase_space_section", "write_model_card"]
 
 
 def model_card(training: dict[str, Any], evaluation: dict[str, Any] | None = None) -> str:
