@@ -15,9 +15,10 @@ def add(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Run taggers (a shipped name such as pnet-lite, see 'jettag taggers', or a weaver "
             "export DIR with model.onnx + preprocess.json) on every fat jet and write a friend "
-            "tree Events (run, luminosityBlock, event, nFatJet, FatJet_<tagger>_<class>) aligned "
-            "event by event and jet by jet with the input files, in the order given. In branch "
-            "names the tagger's name has '-' replaced by '_' (FatJet_pnet_lite_Xbb)."
+            "tree named like the input tree (run, luminosityBlock, event where every input has "
+            "them, nFatJet, FatJet_<tagger>_<class>) aligned event by event and jet by jet with "
+            "the input files, in the order given. In branch names each run of characters other "
+            "than letters, digits and '_' in the tagger's name becomes one '_' (FatJet_pnet_lite_Xbb)."
         ),
     )
     p.add_argument("files", nargs="+", type=Path, metavar="FILE.root", help="input ROOT files")

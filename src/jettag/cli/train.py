@@ -110,9 +110,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _evaluate_model_dir(model_dir: Path, files: Sequence[Path], info: dict) -> None:
     from jettag.evaluate import evaluate_scores, plot_evaluation, score_files
+    from jettag.model_card import write_model_card
     from jettag.samples.files import file_info
     from jettag.tagger import Tagger
-    from jettag.model_card import write_model_card
 
     tagger = Tagger.load(model_dir, threads=1)
     result = evaluate_scores(score_files(files, tagger=tagger))
