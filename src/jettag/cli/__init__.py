@@ -63,8 +63,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     run = _commands()[args.command].run
     try:
         return run(args)
-    except KeyboardInterrupt:
-        print(f"jettag {args.command}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as err:
+        # an interruption may say what it left behind (jettag generate keeps finished events)
+        detail = " ".join(str(err).split())
+        print(f"jettag {args.command}: interrupted" + (f": {detail}" if detail else ""), file=sys.stderr)
         return 130
     except (JettagError, OSError, ValueError) as err:
         if os.environ.get("JETTAG_DEBUG"):
