@@ -4,7 +4,10 @@
 runs. The modules, in the order events flow through them: ``processes`` and
 ``tunes`` (what to generate, as data), ``pythia`` (the columnar source),
 ``detector``, ``vertexing``, ``jets``, ``jet_tables``, ``truth``, ``pfnano``
-(the writer); ``validation`` holds the physics checks of generated samples.
+(the writer), with ``columnar`` (jagged <-> flat helpers) under them all;
+``validation`` holds the physics checks of generated samples. An interrupted
+``generate`` raises ``GenerationInterrupted`` (a ``KeyboardInterrupt``), a
+failed one ``GenerationFailed``; both say where the finished events were kept.
 Importing :mod:`jettag.tagger` never imports this package, and importing this
 package does not import Pythia or FastJet until ``generate`` is used.
 """
@@ -13,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["GenerationSummary", "generate"]
+__all__ = ["GenerationFailed", "GenerationInterrupted", "GenerationSummary", "generate"]
 
 
 def __getattr__(name: str) -> Any:

@@ -23,6 +23,9 @@ Conventions (CMS NanoAOD ``FatJet`` / ``SubJet``):
 - ``jetId``: bit 1 (value 2) tight, bit 2 (value 4) tight lepton veto, from constituent
   energy fractions (|eta| < 2.4 criteria); values 0, 2 or 6.
 - Floats are float32 and indices/counts int32, the dtypes of the PFNano branches.
+
+FastJet prints its banner once per process; :func:`fastjet_banner` prints it early so that
+forked workers inherit the "printed" flag and a run prints it once.
 """
 
 from __future__ import annotations

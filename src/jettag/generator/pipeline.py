@@ -2,14 +2,29 @@
 
 The work is cut into chunks of ``chunk_size`` events. Chunk ``i`` is generated
 by a freshly initialised Pythia whose seed, like the detector's random stream,
-is derived from ``(seed, process, tune, i)`` with ``numpy.random.SeedSequence``:
-the file depends on the seed and the chunk size only, not on the number of
-workers, and different seeds give independent samples. Chunks are simulated in
-worker processes and written in order, so memory stays bounded whatever the
-number of events.
+is derived from ``(seed, process, tune, i)`` with ``numpy.random.SeedSequence``
+(:func:`chunk_source`; the tune enters as its ``seed_key``): the file depends on
+the seed and the chunk size only, not on the number of workers, and different
+seeds give independent samples. Chunks are simulated in worker processes
+(forked) and written in order, so memory stays bounded whatever the number of
+events. Inside a chunk Pythia generates batches of at most ``BATCH_EVENTS``;
+the progress bar moves batch by batch (workers report through a shared
+counter). ``n_generated`` counts the events generated up to and including the
+last one kept in each chunk, so ``filter_efficiency = n_events / n_generated``
+is exactly 1 without a filter.
 
 ``reconstruct`` is the pure per-chunk pipeline (particle table -> PFNano
-collections); ``generate`` is the edge that runs it in parallel and writes.
+collections); ``simulate_chunk`` generates and reconstructs one chunk;
+``generate`` is the edge that resolves the tune once
+(:func:`jettag.generator.tunes.get_tune`), checks the outputs
+(:func:`jettag.outputs.check_output`: no existing file without ``force``, no
+missing folder), runs the chunks and writes. It writes to a hidden temporary
+name and renames it to ``out`` only when every chunk is done (metadata
+``complete: true``). An interrupted or failed run leaves nothing at ``out``: the
+finished chunks are kept in ``X.incomplete.root`` (metadata ``complete: false``,
+``n_requested``, ``n_events``) and :class:`GenerationInterrupted` (a
+``KeyboardInterrupt``) or :class:`GenerationFailed` (a
+:class:`~jettag.errors.JettagError`) says what was kept where.
 """
 
 from __future__ import annotations
@@ -21,7 +36,8 @@ import signal
 import time
 import zlib
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -379,6 +395,32 @@ def _stop_pool(pool: cf.ProcessPoolExecutor) -> None:
             pass
 
 
+@contextmanager
+def _numba_extensions_deferred() -> Iterator[None]:
+    """Run the generator's numba kernels without loading numba's third-party extensions.
+
+    Before its first compilation, a load from the cache included, numba imports
+    every installed ``numba_extensions`` entry point: here vector's, which imports
+    sympy (about 1 s of start-up, and more at exit), and awkward's. The
+    generator's kernels take numpy arrays only and need neither. Inside this
+    block numba is told they are loaded; afterwards (in this process) they load
+    as usual at the next compilation. Forked workers keep the block's state.
+    """
+    try:
+        from numba.core import entrypoints
+    except ImportError:  # pragma: no cover - numba is a dependency
+        yield
+        return
+    if getattr(entrypoints, "_already_initialized", True):
+        yield  # loaded already (or numba changed): nothing to defer
+        return
+    entrypoints._already_initialized = True
+    try:
+        yield
+    finally:
+        entrypoints._already_initialized = False
+
+
 #: seconds between two looks at the workers' progress counter
 PROGRESS_POLL_S = 0.5
 
@@ -503,7 +545,8 @@ def generate(
 
     try:
         try:
-            _run_chunks(proc, tune, seed, tasks, chunk_size, workers, consume, bar.update)
+            with _numba_extensions_deferred():
+                _run_chunks(proc, tune, seed, tasks, chunk_size, workers, consume, bar.update)
         finally:
             bar.close()
     except BaseException as err:
@@ -515,10 +558,19 @@ def generate(
         if isinstance(err, Exception):
             raise GenerationFailed(message, **details) from err
         raise  # SystemExit and the like: the incomplete file is kept all the same
-    sigma = finish(complete=True)
-    if sidecar is not None:
-        os.replace(temporary_sidecar, sidecar)
-    os.replace(temporary, out)
+    try:
+        sigma = finish(complete=True)
+        if sidecar is not None:
+            os.replace(temporary_sidecar, sidecar)
+        os.replace(temporary, out)
+    except BaseException:
+        # closing or renaming failed: leave no half-written file behind
+        for path in (temporary, temporary_sidecar):
+            if path is not None:
+                path.unlink(missing_ok=True)
+        if sidecar is not None and not out.exists():
+            sidecar.unlink(missing_ok=True)
+        raise
     return GenerationSummary(
         process=proc.name,
         tune=tune.name,
@@ -557,9 +609,7 @@ def _keep_incomplete(writer, finish, out, temporary, sidecar, temporary_sidecar)
 
 
 def _interrupted_message(err: BaseException, kept: Path | None, n_written: int, n_requested: int, out: Path) -> str:
-    what = "interrupted" if isinstance(err, KeyboardInterrupt) else f"failed ({type(err).__name__}: {err})"
-    if kept is None:
-        where = "no finished events to keep"
-    else:
-        where = f"kept them in {kept} (marked incomplete)"
-    return f"{what} after {n_written} of {n_requested} events; {where}; nothing written to {out}"
+    """What the user reads: the CLI prints ``jettag generate: interrupted: <message>``."""
+    what = "" if isinstance(err, KeyboardInterrupt) else f"failed ({type(err).__name__}: {err}) "
+    where = "no finished events to keep" if kept is None else f"kept them in {kept} (marked incomplete)"
+    return f"{what}after {n_written} of {n_requested} events; {where}; nothing written to {out}"

@@ -12,6 +12,9 @@ Definitions (DESIGN.md, "Physics conventions"):
   (the ghost-association picture). ``hadronFlavour`` is 5 with any B hadron,
   else 4 with any C hadron, else 0.
 * Categories: bb (>= 2 B), b (1 B), cc (0 B, >= 2 C), c (0 B, 1 C), light.
+* ``GenPart`` is NanoAOD's pruned list (:func:`gen_particles`);
+  :func:`gen_particles_matched` also maps particles (such as the source of each
+  reconstructed muon) to their index in it (``Muon_genPartIdx``), -1 if pruned.
 
 Everything runs on the flat particle table (see ``jettag.pythia``) with numba
 kernels over the whole chunk; no per-event Python loop.

@@ -5,6 +5,8 @@ to every process, the detector response, the ``run`` number written, whether
 generator truth is kept in the file (and weights allowed), and the key of its
 random streams. ``generate`` resolves it once (:func:`get_tune`) and passes
 the object down; nothing else branches on the tune's name.
+:func:`detector_table` renders the detector parameters of every tune (the
+README's table).
 """
 
 from __future__ import annotations
