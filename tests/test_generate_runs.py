@@ -345,3 +345,19 @@ assert "vector" in sys.modules and entrypoints._already_initialized
 """
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
+
+
+def test_every_generator_kernel_is_cached_on_disk():
+    """Start-up: every numba kernel of the generator loads from numba's disk cache."""
+    import importlib
+
+    from numba.core.caching import NullCache
+    from numba.core.registry import CPUDispatcher
+
+    kernels = []
+    for name in ("columnar", "detector", "jets", "jet_tables", "pythia", "truth", "vertexing"):
+        module = importlib.import_module(f"jettag.generator.{name}")
+        kernels += [(name, k, v) for k, v in vars(module).items() if isinstance(v, CPUDispatcher)]
+    assert len(kernels) >= 10
+    uncached = [f"{m}.{k}" for m, k, v in kernels if isinstance(v._cache, NullCache)]
+    assert not uncached

@@ -558,17 +558,19 @@ def generate(
         if isinstance(err, Exception):
             raise GenerationFailed(message, **details) from err
         raise  # SystemExit and the like: the incomplete file is kept all the same
+    sidecar_moved = False
     try:
         sigma = finish(complete=True)
         if sidecar is not None:
             os.replace(temporary_sidecar, sidecar)
+            sidecar_moved = True
         os.replace(temporary, out)
     except BaseException:
-        # closing or renaming failed: leave no half-written file behind
+        # closing or renaming failed: leave no half-written file, no orphaned sidecar
         for path in (temporary, temporary_sidecar):
             if path is not None:
                 path.unlink(missing_ok=True)
-        if sidecar is not None and not out.exists():
+        if sidecar_moved:
             sidecar.unlink(missing_ok=True)
         raise
     return GenerationSummary(
