@@ -195,10 +195,10 @@ def test_cli_evaluate(samples, tmp_path, capsys):
     out = tmp_path / "eval"
     assert main(["evaluate", *files, "--tagger", "deepsets-lite", "--score-branch", "FatJet_n2b1", "--out", str(out)]) == 0
     text = capsys.readouterr().out
-    assert "| deepsets_lite | Xbb |" in text and "| FatJet_n2b1 | Xbb |" in text
+    assert "| deepsets-lite | Xbb |" in text and "| FatJet_n2b1 | Xbb |" in text
     # the table shows the jets behind the figures; the JSON holds them and is strict
-    n = json.loads((out / "evaluation.json").read_text())["deepsets_lite"]["signals"]["Xbb"]
-    assert f"| deepsets_lite | Xbb | {n['n_signal']} / {n['n_background']} |" in text
+    n = json.loads((out / "evaluation.json").read_text())["deepsets-lite"]["signals"]["Xbb"]
+    assert f"| deepsets-lite | Xbb | {n['n_signal']} / {n['n_background']} |" in text
     assert (out / "evaluation.md").is_file() and (out / "roc_Xbb_vs_QCD.png").is_file()
     assert main(["evaluate", *files, "--tagger", "deepsets-lite", "--out", str(out)]) == 2
     assert "exists and is not empty; give --force" in capsys.readouterr().err

@@ -59,3 +59,30 @@ def test_atomic_output_renames_only_on_success(tmp_path):
                 raise error
         assert out.read_text() == "done"  # the previous result is untouched
         assert not partial_path(out).exists()
+
+
+def test_atomic_directory(tmp_path):
+    from jettag.outputs import atomic_directory
+
+    out = tmp_path / "model"
+    with atomic_directory(out) as tmp:
+        (tmp / "model.onnx").write_text("v1")
+        (tmp / "plots").mkdir()
+        (tmp / "plots" / "roc.png").write_text("p1")
+        assert not out.exists()
+    assert (out / "model.onnx").read_text() == "v1"
+
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_directory(out) as tmp:
+            (tmp / "model.onnx").write_text("half")
+            raise KeyboardInterrupt
+    assert (out / "model.onnx").read_text() == "v1" and not partial_path(out).exists()
+
+    with atomic_directory(out) as tmp:
+        (tmp / "model.onnx").write_text("v2")
+        (tmp / "plots").mkdir()
+    assert (out / "model.onnx").read_text() == "v2"
+    assert (out / "notes.txt").read_text() == "mine"  # files it did not write stay
+    assert not (out / "plots" / "roc.png").exists()  # a rewritten sub-folder is replaced whole
+    assert not partial_path(out).exists()

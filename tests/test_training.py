@@ -234,3 +234,29 @@ def test_training_is_reproducible(training_files, tmp_path):
         s = ak.flatten(Tagger.load(out, threads=1)(_events(training_files[1])))
         scores.append(np.stack([ak.to_numpy(s[c]) for c in TAGGER_CLASSES], axis=1))
     np.testing.assert_array_equal(scores[0], scores[1])
+
+
+def test_cli_train_writes_the_directory_only_when_done(training_files, tmp_path, capsys, monkeypatch):
+    """jettag train: the model directory appears complete or not at all; an existing one needs --force."""
+    from jettag.cli import main
+    from jettag.training import recipes
+
+    files = [str(f) for f in training_files]
+    out = tmp_path / "bdt"
+    command = ["train", *files, "--recipe", "bdt-hl", "--max-jets-per-file", "100", "--out", str(out)]
+    assert main(command) == 0
+    assert {"model.onnx", "preprocess.json", "phase_space.json", "training.json"} <= {p.name for p in out.iterdir()}
+    assert f"wrote {out}" in capsys.readouterr().out
+    assert main(command) == 2
+    assert "not empty; give --force" in capsys.readouterr().err
+    model = (out / "model.onnx").read_bytes()
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(recipes, "fit_network", interrupted)
+    fresh = tmp_path / "interrupted"
+    assert main(["train", *files, "--recipe", "deepsets-lite", "--max-jets-per-file", "100", "--out", str(fresh)]) == 130
+    assert not fresh.exists() and not list(tmp_path.glob(".*partial"))
+    assert main([*command, "--force", "--recipe", "deepsets-lite", "--epochs", "1"]) == 130
+    assert (out / "model.onnx").read_bytes() == model  # the earlier model is untouched

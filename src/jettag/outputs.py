@@ -7,7 +7,8 @@ Every jettag command that writes goes through here:
   ``mkdir -p``: a typo in ``--out`` should not create a tree of folders);
 * :func:`atomic_output` hands out a temporary name beside the output and renames
   it into place only when the block succeeds, so an interrupted or failed run
-  leaves nothing at the requested path that looks complete.
+  leaves nothing at the requested path that looks complete; :func:`atomic_directory`
+  does the same for an output folder.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from jettag.errors import OutputError
 
-__all__ = ["atomic_output", "check_output", "check_output_dir", "partial_path"]
+__all__ = ["atomic_directory", "atomic_output", "check_output", "check_output_dir", "partial_path"]
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -93,6 +94,34 @@ def atomic_output(out: str | Path) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, out)
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+@contextmanager
+def atomic_directory(out: str | Path) -> Iterator[Path]:
+    """Yield a temporary folder beside ``out``; move what it holds into ``out`` on success.
+
+    ``out`` is created if absent (its parent must exist: :func:`check_output_dir`
+    first); files of the same name in an existing ``out`` are replaced, others are
+    left alone. On any exception the temporary folder is removed and ``out`` is untouched.
+    """
+    out = Path(out)
+    tmp = partial_path(out)
+    _remove(tmp)
+    tmp.mkdir()
+    try:
+        yield tmp
+        if not out.exists():
+            os.replace(tmp, out)
+            return
+        for item in tmp.iterdir():
+            target = out / item.name
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            os.replace(item, target)
+        tmp.rmdir()
     except BaseException:
         _remove(tmp)
         raise

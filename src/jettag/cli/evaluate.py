@@ -50,7 +50,7 @@ def add(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from jettag import taggers
     from jettag.evaluate import evaluate_scores, markdown_table, score_files, write_results
-    from jettag.outputs import check_output_dir
+    from jettag.outputs import atomic_directory, check_output_dir
 
     if not args.tagger and not args.score_branch:
         raise JettagError("give at least one --tagger or --score-branch")
@@ -69,8 +69,8 @@ def run(args: argparse.Namespace) -> int:
         results[name] = evaluate_scores(score_files(args.files, tagger=tagger, **options), **figures)
     for branch in args.score_branch:
         results[branch] = evaluate_scores(score_files(args.files, score_branch=branch, **options), **figures)
-    args.out.mkdir(exist_ok=True)
-    written = write_results(results, args.out)
+    with atomic_directory(args.out) as tmp:
+        written = [args.out / p.relative_to(tmp) for p in write_results(results, tmp)]
     print(markdown_table(results), end="")
     print(f"wrote {', '.join(str(p) for p in written)}")
     return 0

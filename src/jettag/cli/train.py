@@ -67,7 +67,7 @@ def add(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from jettag.outputs import check_output_dir
+    from jettag.outputs import atomic_directory, check_output_dir
 
     try:
         from jettag.training.recipes import RECIPES, train_tagger, with_overrides
@@ -92,19 +92,23 @@ def run(args: argparse.Namespace) -> int:
         threads=args.threads,
     )
     command = "jettag " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("jettag") else None
-    info = train_tagger(
-        args.recipe,
-        args.files,
-        args.out,
-        mass_weighting=args.mass_weighting,
-        config=config,
-        max_jets_per_file=args.max_jets_per_file,
-        processes=args.process,
-        command=command,
-        log=print,
-    )
-    if args.test:
-        _evaluate_model_dir(args.out, args.test, info)
+    # the model directory appears only when training (and the held-out evaluation) succeed
+    with atomic_directory(args.out) as tmp:
+        info = train_tagger(
+            args.recipe,
+            args.files,
+            tmp,
+            mass_weighting=args.mass_weighting,
+            config=config,
+            max_jets_per_file=args.max_jets_per_file,
+            processes=args.process,
+            command=command,
+            log=print,
+        )
+        if args.test:
+            _evaluate_model_dir(tmp, args.test, info)
+    written = ", ".join(sorted(p.name for p in args.out.iterdir()))
+    print(f"wrote {args.out}: {written}")
     return 0
 
 
@@ -120,4 +124,4 @@ def _evaluate_model_dir(model_dir: Path, files: Sequence[Path], info: dict) -> N
     (model_dir / "evaluation.json").write_text(json.dumps(result, indent=1))
     plot_evaluation({info["name"]: result}, model_dir / "evaluation")
     write_model_card(model_dir, info, result)
-    print(f"held-out evaluation: {model_dir / 'evaluation'}; model card {model_dir / 'MODEL_CARD.md'}")
+    print(f"held-out evaluation on {len(files)} file(s): evaluation.json, evaluation/, MODEL_CARD.md")

@@ -178,7 +178,7 @@ def train_tagger(
         **details,
     }
     (out_dir / "training.json").write_text(json.dumps(info, indent=1))
-    log(f"wrote {model_path} ({info['model_bytes'] / 1024:.0f} kB) and preprocess.json in {info['seconds']} s")
+    log(f"trained in {info['seconds']} s: model.onnx ({info['model_bytes'] / 1024:.0f} kB), preprocess.json")
     return info
 
 
