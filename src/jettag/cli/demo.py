@@ -15,7 +15,9 @@ def add(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Generate a small set of samples (QCD, Z->bb, X->bb, muon-enriched QCD, and "
             "pseudo-data), print the generator's physics checks with the jet counts behind "
-            "them, and the shipped taggers' Z->bb-vs-QCD performance with its plots."
+            "them, and the shipped taggers' Z->bb-vs-QCD performance with its plots. Exits 1 "
+            "if a check fails; a check out of range on fewer than 10 jets is reported "
+            "inconclusive instead (marked with a dagger)."
         ),
     )
     p.add_argument("--events", type=positive_int, default=600, help="events per sample (default 600)")
