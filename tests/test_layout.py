@@ -100,3 +100,18 @@ def test_floor_does_not_reach_up(lower, upper):
         if _in(name, lower):
             bad = sorted(d for d in _reaches(name) if _in(d, upper))
             assert not bad, f"{name} reaches {bad}"
+
+
+def test_importing_the_tagger_loads_no_generator():
+    """At run time too: jettag.tagger and jettag.taggers pull in neither the generator nor Pythia/FastJet."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, jettag.tagger, jettag.taggers, jettag.samples.dataset, jettag.evaluate\n"
+        "bad = sorted(m for m in sys.modules if m.startswith(('jettag.generator', 'jettag.cli', "
+        "'pythia8', 'fastjet', 'torch')))\n"
+        "print(','.join(bad))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == ""

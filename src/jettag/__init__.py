@@ -1,7 +1,10 @@
 """jettag: columnar jet tagging for coffea.
 
-ONNX taggers on (PF)NanoAOD jets, mass decorrelation, tagger scale factors, and
-a Pythia 8 + FastJet event generator writing PFNano-format files.
+ONNX taggers (weaver exports) on (PF)NanoAOD jets, three shipped reference
+taggers with their training and evaluation, and a Pythia 8 + FastJet event
+generator writing PFNano-format files. Mass decorrelation (DDT maps) and tagger
+scale factors are planned; :mod:`jettag.corrections` is the plumbing they will
+write through.
 """
 
 from __future__ import annotations
