@@ -2,9 +2,8 @@
 
 ONNX taggers (weaver exports) on (PF)NanoAOD jets, three shipped reference
 taggers with their training and evaluation, and a Pythia 8 + FastJet event
-generator writing PFNano-format files. Mass decorrelation (DDT maps) and tagger
-scale factors are planned; :mod:`jettag.corrections` is the plumbing they will
-write through.
+generator writing PFNano-format files; DDT maps (:mod:`jettag.ddt`) written as
+correctionlib through :mod:`jettag.corrections`. Tagger scale factors are planned.
 """
 
 from __future__ import annotations

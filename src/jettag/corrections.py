@@ -1,6 +1,6 @@
 """Derived maps as correctionlib corrections: build, write, load.
 
-Every map jettag derives (planned: DDT maps, scale factors) is a correctionlib schema v2
+Every map jettag derives (DDT maps; planned: scale factors) is a correctionlib schema v2
 :class:`~correctionlib.schemav2.Correction`, built here from its pydantic
 objects, never from hand-made dicts, so that the schema itself validates it.
 Inputs are named like the CMS POG files (``pt``, ``rho``, ``systematic``,
