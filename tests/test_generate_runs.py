@@ -361,3 +361,41 @@ def test_every_generator_kernel_is_cached_on_disk():
     assert len(kernels) >= 10
     uncached = [f"{m}.{k}" for m, k, v in kernels if isinstance(v._cache, NullCache)]
     assert not uncached
+
+
+def test_sigterm_ends_generate_like_ctrl_c(tmp_path):
+    """A batch system's kill (SIGTERM to the process group) keeps the finished chunks, marked incomplete."""
+    import os
+    import signal
+    import time
+
+    out = tmp_path / "term.root"
+    command = [sys.executable, "-m", "jettag.cli", "generate", "--process", "zbb", "--events", "2000",
+               "--chunk-size", "50", "--out", str(out), "--no-progress"]  # fmt: skip
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    partial = partial_path(out)
+    deadline = time.monotonic() + 120
+    # wait for the first chunks to be written: the partial file grows past its empty-tree size
+    empty_size = None
+    while time.monotonic() < deadline and child.poll() is None:
+        size = partial.stat().st_size if partial.exists() else 0
+        if size and empty_size is None:
+            time.sleep(0.3)  # the writer lays out the trees in one go
+            empty_size = partial.stat().st_size
+        elif empty_size is not None and size > empty_size + 50_000:
+            time.sleep(1.5)  # a few more chunks of 50 events
+            break
+        time.sleep(0.1)
+    assert child.poll() is None, "finished before it could be terminated"
+    os.killpg(child.pid, signal.SIGTERM)
+    _, err = child.communicate(timeout=120)
+    assert child.returncode == 130
+    lines = [line for line in err.splitlines() if line.startswith("jettag generate:")]
+    assert len(lines) == 1 and "interrupted" in lines[0] and "nothing written to" in lines[0]
+    assert not out.exists() and not partial.exists()
+    kept = tmp_path / "term.incomplete.root"
+    # the same path as Ctrl-C: finished chunks (if any were finished) kept and marked incomplete
+    assert ("kept them in" in lines[0]) == kept.exists()
+    if kept.exists():
+        meta = read_metadata(kept)
+        assert meta["complete"] is False and 0 < meta["n_events"] < 2000 and meta["n_requested"] == 2000

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from types import ModuleType
 
@@ -56,11 +58,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _terminated(signum: int, frame: object) -> None:
+    # a batch system's kill (SIGTERM) ends a command the way Ctrl-C does: outputs are
+    # left incomplete-and-marked or not at all, never half-written at the requested path
+    raise KeyboardInterrupt(f"terminated by signal {signum}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``jettag`` program."""
     parser = build_parser()
     args = parser.parse_args(argv)
     run = _commands()[args.command].run
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminated)
     try:
         return run(args)
     except KeyboardInterrupt as err:
