@@ -10,9 +10,15 @@ find it by name:
 >>> processors.available()
 >>> cls = processors.get("NAME")
 
-No processor ships yet. Planned, each with its own issue: the g->bb and Z->bb
-proxy selections for scale factors, the QCD processor that derives DDT maps,
-and an example analysis that consumes tagger scores, DDT maps and scale factors.
+Shipped:
+
+* ``"ddt-histogram"`` (:class:`~jettag.processors.ddt_map.DDTHistogramProcessor`):
+  the (rho, pT, score) histogram of QCD fat jets that :func:`jettag.ddt.derive_map`
+  turns into a DDT map.
+
+Planned, each with its own issue: the g->bb and Z->bb proxy selections for
+scale factors, and an example analysis that consumes tagger scores, DDT maps
+and scale factors.
 """
 
 from __future__ import annotations
@@ -56,3 +62,6 @@ def get(name: str) -> type:
     else:
         module = importlib.import_module(module_name)
     return getattr(module, class_name)
+
+
+register("ddt-histogram", ".ddt_map:DDTHistogramProcessor")

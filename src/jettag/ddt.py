@@ -20,9 +20,10 @@ This module holds the pure-function core:
 * :func:`rho` and :func:`apply` -- the DDT value of jets (numpy, jagged awkward,
   dask-awkward).
 
-*Planned* (not here yet): the QCD map-derivation processor that fills the
-histogram, the ``jettag ddt`` command, the reference maps shipped in
-``corrections/``, and the closure studies on generated samples.
+The histogram is filled by the ``"ddt-histogram"`` processor
+(``jettag.processors.ddt_map.DDTHistogramProcessor``). *Planned* (not here yet):
+the ``jettag ddt`` command, the reference maps shipped in ``corrections/``, and
+the closure studies on generated samples.
 """
 
 from __future__ import annotations
