@@ -14,7 +14,8 @@ Inputs are named like the CMS POG files (``pt``, ``rho``, ``systematic``,
 * :func:`write` writes a set as JSON (never over an input or an existing file
   unasked, atomically, after a round trip through correctionlib's evaluator);
 * :func:`load` reads a file, or a map shipped with jettag by name
-  (:func:`available` lists them).
+  (:func:`available` lists them), into correctionlib's evaluator; :func:`read`
+  into the ``schemav2`` model.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ __all__ = [
     "correction",
     "correction_set",
     "load",
+    "read",
     "shipped_path",
     "variable",
     "write",
@@ -154,15 +156,36 @@ def shipped_path(name: str) -> Path:
     return Path(str(resources.files(SHIPPED_PACKAGE) / f"{name}.json"))
 
 
-def load(name_or_path: str | Path) -> correctionlib.CorrectionSet:
-    """A correctionlib evaluator for a JSON file, or for a shipped file by name."""
+def _resolve(name_or_path: str | Path) -> Path:
+    """A correction file's path: ``name_or_path`` itself, or a shipped file when it has no suffix."""
     path = Path(name_or_path)
     if not path.suffix:
         path = shipped_path(str(name_or_path))
     if not path.is_file():
         raise JettagError(f"{path}: no such correction file")
+    return path
+
+
+def _invalid(path: Path, err: Exception) -> JettagError:
+    # correctionlib and pydantic raise with multi-line text: keep one line
+    detail = " ".join(str(err).split())[:300]
+    return JettagError(f"{path}: not a valid correctionlib file ({detail})")
+
+
+def load(name_or_path: str | Path) -> correctionlib.CorrectionSet:
+    """A correctionlib evaluator for a JSON file, or for a shipped file by name."""
+    path = _resolve(name_or_path)
     try:
         return correctionlib.CorrectionSet.from_file(str(path))
-    except Exception as err:  # correctionlib raises RuntimeError/ValueError with multi-line text
-        detail = " ".join(str(err).split())
-        raise JettagError(f"{path}: not a valid correctionlib file ({detail})") from None
+    except Exception as err:
+        raise _invalid(path, err) from None
+
+
+def read(name_or_path: str | Path) -> cs.CorrectionSet:
+    """The ``schemav2`` model of a JSON file (plain or ``.gz``), or of a shipped file by name."""
+    path = _resolve(name_or_path)
+    text = gzip.open(path, "rt").read() if path.suffix == ".gz" else path.read_text()
+    try:
+        return cs.CorrectionSet.model_validate_json(text)
+    except Exception as err:
+        raise _invalid(path, err) from None

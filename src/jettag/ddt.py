@@ -29,7 +29,6 @@ the closure studies on generated samples.
 from __future__ import annotations
 
 import functools
-import gzip
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -494,17 +493,7 @@ def rho(msoftdrop: Any, pt: Any) -> Any:
 
 def _read_correction(source: str | Path, name: str | None) -> cs.Correction:
     path = Path(source)
-    if not path.suffix:
-        path = corrections.shipped_path(str(source))
-    if not path.is_file():
-        raise JettagError(f"{path}: no such correction file")
-    text = gzip.open(path, "rt").read() if path.suffix == ".gz" else path.read_text()
-    try:
-        cset = cs.CorrectionSet.model_validate_json(text)
-    except Exception as err:
-        detail = " ".join(str(err).split())[:300]
-        raise JettagError(f"{path}: not a valid correctionlib file ({detail})") from None
-    found = {c.name: c for c in cset.corrections}
+    found = {c.name: c for c in corrections.read(source).corrections}
     if name is None:
         if len(found) != 1:
             raise JettagError(f"{path}: holds corrections {sorted(found)}; say which with name=")

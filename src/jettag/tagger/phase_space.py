@@ -115,24 +115,12 @@ class PhaseSpace:
 
     def describe(self) -> str:
         """One line, e.g. ``pT > 300 GeV, |eta| < 2.4, 40 <= msoftdrop < 250 GeV``."""
-        parts = []
-        lo, hi = self.pt_min, self.pt_max
-        if lo is not None and hi is not None:
-            parts.append(f"{lo:g} < pT < {hi:g} GeV")
-        elif lo is not None:
-            parts.append(f"pT > {lo:g} GeV")
-        elif hi is not None:
-            parts.append(f"pT < {hi:g} GeV")
-        if self.abs_eta_max is not None:
-            parts.append(f"|eta| < {self.abs_eta_max:g}")
-        lo, hi = self.msd_min, self.msd_max
-        if lo is not None and hi is not None:
-            parts.append(f"{lo:g} <= msoftdrop < {hi:g} GeV")
-        elif lo is not None:
-            parts.append(f"msoftdrop >= {lo:g} GeV")
-        elif hi is not None:
-            parts.append(f"msoftdrop < {hi:g} GeV")
-        return ", ".join(parts)
+        parts = [
+            _describe_range("pT", self.pt_min, self.pt_max, inclusive_min=False),
+            None if self.abs_eta_max is None else f"|eta| < {self.abs_eta_max:g}",
+            _describe_range("msoftdrop", self.msd_min, self.msd_max, inclusive_min=True),
+        ]
+        return ", ".join(part for part in parts if part)
 
     def __str__(self) -> str:
         return self.describe()
@@ -173,6 +161,18 @@ class PhaseSpace:
         for cut in cuts[1:]:
             out = out & cut
         return out
+
+
+def _describe_range(name: str, lo: float | None, hi: float | None, *, inclusive_min: bool) -> str | None:
+    """``lo < name < hi GeV`` (or one side of it); ``<=`` on the lower side when inclusive."""
+    below, above = ("<=", ">=") if inclusive_min else ("<", ">")
+    if lo is not None and hi is not None:
+        return f"{lo:g} {below} {name} < {hi:g} GeV"
+    if lo is not None:
+        return f"{name} {above} {lo:g} GeV"
+    if hi is not None:
+        return f"{name} < {hi:g} GeV"
+    return None
 
 
 def load_phase_space(model_dir: str | Path) -> PhaseSpace | None:
