@@ -31,6 +31,7 @@ The selection, in order (the defaults; every cut is an argument):
 1. ``pt_min < pt < pt max edge`` (``pt_min`` defaults to the lowest pT edge, 300 GeV);
 2. ``|eta| < abs_eta_max`` (2.4);
 3. ``msoftdrop > 0`` (otherwise rho = -inf) and rho inside the rho axis range;
+   with ``msd_range=(low, high)`` also ``low <= msoftdrop < high``;
 4. a finite score (a missing column value of -1 is finite: it lands in the score
    underflow, which ``derive_map`` counts at the lowest edge);
 5. for a jettag tagger, ``tagger.in_phase_space(events)`` (its training phase space,
@@ -123,6 +124,9 @@ class DDTHistogramProcessor(processor.ProcessorABC):
         the jet pT cut [GeV] (default: the lowest pT edge).
     abs_eta_max:
         the |eta| cut (default 2.4).
+    msd_range:
+        ``(low, high)``: keep jets with ``low <= msoftdrop < high`` [GeV] (default:
+        no cut beyond ``msoftdrop > 0``; a tagger's phase space adds its own).
     phase_space:
         for a tagger: keep only jets in its training phase space (default True).
     weight:
@@ -143,6 +147,7 @@ class DDTHistogramProcessor(processor.ProcessorABC):
         pt_edges: Sequence[float] = DEFAULT_PT_EDGES,
         pt_min: float | None = None,
         abs_eta_max: float = 2.4,
+        msd_range: tuple[float, float] | None = None,
         phase_space: bool = True,
         weight: str | None = "genWeight",
         tagger_options: dict[str, Any] | None = None,
@@ -177,6 +182,9 @@ class DDTHistogramProcessor(processor.ProcessorABC):
         self.phase_space = phase_space
         self.weight = weight
         self.abs_eta_max = float(abs_eta_max)
+        if msd_range is not None and not (0 <= msd_range[0] < msd_range[1]):
+            raise ValueError(f"msd_range must be (low, high) with 0 <= low < high, got {msd_range}")
+        self.msd_range = None if msd_range is None else (float(msd_range[0]), float(msd_range[1]))
 
         if len(rho_bins) == 3 and isinstance(rho_bins[0], int | np.integer):
             n, low, high = rho_bins
@@ -196,6 +204,21 @@ class DDTHistogramProcessor(processor.ProcessorABC):
     def score_axis_name(self) -> str:
         """The name of the histogram's score axis (``derive_map(score_axis=...)``)."""
         return self._axes[2].name
+
+    def settings(self) -> dict[str, Any]:
+        """What this processor selects and fills, for the record (``jettag ddt histogram``)."""
+        return {
+            "score": self.description,
+            "tagger": None if self.tagger is None else self.tagger.name,
+            "discriminant": self.discriminant,
+            "column": self.column,
+            "signal_like": self.signal_like,
+            "pt_min": self.pt_min,
+            "abs_eta_max": self.abs_eta_max,
+            "msd_range": None if self.msd_range is None else list(self.msd_range),
+            "phase_space": bool(self.phase_space and self.tagger is not None),
+            "weight": self.weight,
+        }
 
     def histogram(self) -> hist.Hist:
         """An empty histogram with this processor's axes."""
@@ -218,16 +241,18 @@ class DDTHistogramProcessor(processor.ProcessorABC):
         den = sum(scores[c] for c in self._denominator)
         return ak.where(den > 0, num / den, np.nan)
 
-    # ------------------------------------------------------------------ the processor
-    def process(self, events: Any) -> dict[str, dict[str, Any]]:
+    # ------------------------------------------------------------------ select and compute
+    def jets(self, events: Any) -> dict[str, np.ndarray]:
+        """The selected jets as flat numpy arrays: ``rho``, ``pt``, ``msoftdrop``, ``score``, ``weight``.
+
+        What the histogram is filled with; ``jettag ddt report`` uses the same
+        selection on independent QCD and on signal samples.
+        """
         if type(events).__module__.startswith("dask_awkward"):
             raise NotImplementedError(
                 "DDTHistogramProcessor: dask NanoEvents are not supported yet (filling needs "
                 "dask-histogram); open the events with mode='eager' or mode='virtual'"
             )
-        dataset = (
-            events.metadata.get("dataset", "events") if hasattr(events, "metadata") else "events"
-        )
         jets = events.FatJet
 
         # compute: the score (taggers read the unselected events), rho, the event weight
@@ -250,25 +275,43 @@ class DDTHistogramProcessor(processor.ProcessorABC):
             & (jet_rho < rho_axis.edges[-1])
             & np.isfinite(score)
         )
+        if self.msd_range is not None:
+            selected = (
+                selected
+                & (jets.msoftdrop >= self.msd_range[0])
+                & (jets.msoftdrop < self.msd_range[1])
+            )
         if self.tagger is not None and self.phase_space:
             selected = selected & self.tagger.in_phase_space(events)
 
-        # fill
         def flat(x: Any) -> np.ndarray:
             return np.asarray(ak.to_numpy(ak.flatten(x[selected], axis=1)), dtype=np.float64)
 
-        w = flat(jet_weight)
+        return {
+            "rho": flat(jet_rho),
+            "pt": flat(jets.pt),
+            "msoftdrop": flat(jets.msoftdrop),
+            "score": flat(score),
+            "weight": flat(jet_weight),
+        }
+
+    # ------------------------------------------------------------------ the processor
+    def process(self, events: Any) -> dict[str, dict[str, Any]]:
+        dataset = (
+            events.metadata.get("dataset", "events") if hasattr(events, "metadata") else "events"
+        )
+        jets = self.jets(events)
         h = self.histogram()
         h.fill(
-            **{"rho": flat(jet_rho), "pt": flat(jets.pt), self.score_axis_name: flat(score)},
-            weight=w,
+            **{"rho": jets["rho"], "pt": jets["pt"], self.score_axis_name: jets["score"]},
+            weight=jets["weight"],
         )
         return {
             dataset: {
                 "ddt": h,
                 "n_events": len(events),
-                "n_jets": int(w.size),
-                "sumw": float(w.sum()),
+                "n_jets": int(jets["weight"].size),
+                "sumw": float(jets["weight"].sum()),
             }
         }
 

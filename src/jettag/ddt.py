@@ -20,15 +20,22 @@ This module holds the pure-function core:
 * :func:`rho` and :func:`apply` -- the DDT value of jets (numpy, jagged awkward,
   dask-awkward).
 
+* :func:`write_histogram` / :func:`read_histograms` -- the histogram as a ROOT
+  TH3D (with sum w^2) and a JSON record of how it was filled; several files are
+  summed;
+* :func:`in_sample_closure` and :func:`plot_map` -- the map's pass rates on its
+  own histogram (where pooling moved them) and a picture of the map.
+
 The histogram is filled by the ``"ddt-histogram"`` processor
-(``jettag.processors.ddt_map.DDTHistogramProcessor``). *Planned* (not here yet):
-the ``jettag ddt`` command, the reference maps shipped in ``corrections/``, and
-the closure studies on generated samples.
+(``jettag.processors.ddt_map.DDTHistogramProcessor``); ``jettag ddt`` runs the
+whole chain, and :mod:`jettag.decorrelation` measures a map's closure on an
+independent sample.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,7 +50,22 @@ import numpy as np
 from jettag import corrections
 from jettag.errors import JettagError
 
-__all__ = ["DDTMap", "apply", "derive_map", "rho", "score_axis", "working_point_key"]
+__all__ = [
+    "HISTOGRAM_KEY",
+    "DDTMap",
+    "apply",
+    "derive_map",
+    "in_sample_closure",
+    "map_edges",
+    "plot_map",
+    "read_histograms",
+    "read_map",
+    "rho",
+    "score_axis",
+    "working_point_key",
+    "working_points",
+    "write_histogram",
+]
 
 SignalLike = Literal["high", "low"]
 Smoothing = Literal["knn"] | None
@@ -491,7 +513,9 @@ def rho(msoftdrop: Any, pt: Any) -> Any:
     return _unflatten(_rho_flat(m, p), levels)
 
 
-def _read_correction(source: str | Path, name: str | None) -> cs.Correction:
+def read_map(source: str | Path, name: str | None = None) -> cs.Correction:
+    """The DDT map ``name`` of a correctionlib file (or shipped map); ``name`` may be
+    omitted when the file holds one correction."""
     path = Path(source)
     found = {c.name: c for c in corrections.read(source).corrections}
     if name is None:
@@ -567,7 +591,7 @@ def apply(
     corr = (
         correction_or_path
         if isinstance(correction_or_path, cs.Correction)
-        else _read_correction(correction_or_path, name)
+        else read_map(correction_or_path, name)
     )
     recorded = (
         "low"
@@ -585,7 +609,7 @@ def apply(
     if names != {"rho", "pt", "working_point", "systematic"}:
         raise JettagError(f"correction {corr.name!r} is not a DDT map (inputs {sorted(names)})")
     wp = next(v for v in corr.inputs if v.name == "working_point")
-    known = _category_keys(corr)
+    known = working_points(corr)
     if known and key not in known:
         raise JettagError(
             f"correction {corr.name!r} has no working point {key!r} ({wp.description})"
@@ -610,11 +634,185 @@ def apply(
     return _apply_flat(text, m, p, score, key, systematic, sign)
 
 
-def _category_keys(corr: cs.Correction) -> set[str]:
-    """The working-point keys of a map laid out as :meth:`DDTMap.to_correction` does."""
+def working_points(corr: cs.Correction) -> set[str]:
+    """The working-point keys (``"0.05"``, ...) of a map laid out as :meth:`DDTMap.to_correction` does."""
     node = corr.data
     if isinstance(node, cs.Category) and node.input == "systematic" and node.content:
         inner = node.content[0].value
         if isinstance(inner, cs.Category) and inner.input == "working_point":
             return {str(item.key) for item in inner.content}
     return set()
+
+
+def map_edges(corr: cs.Correction) -> dict[str, np.ndarray]:
+    """The ``rho`` and ``pt`` bin edges of a map laid out as :meth:`DDTMap.to_correction` does."""
+    try:
+        node = corr.data.content[0].value.content[0].value
+        names = list(node.inputs)
+        out = {}
+        for n in ("rho", "pt"):
+            e = node.edges[names.index(n)]
+            if isinstance(e, cs.UniformBinning):
+                e = np.linspace(e.low, e.high, e.n + 1)
+            out[n] = np.asarray(e, dtype=float)
+        return out
+    except (AttributeError, IndexError, ValueError, TypeError):
+        raise JettagError(f"correction {corr.name!r} is not laid out as a jettag DDT map") from None
+
+
+# ---------------------------------------------------------------------------- histogram files
+
+#: the TH3D's key in a histogram file; the JSON record of its filling is ``HISTOGRAM_KEY + "_record"``
+HISTOGRAM_KEY = "ddt"
+_AXES = ("rho", "pt", "score")
+
+
+def write_histogram(
+    histogram: hist.Hist, out: str | Path, record: dict[str, Any], *, inputs: Sequence[str | Path] = (), force: bool = False
+) -> Path:
+    """Write the (rho, pt, score) histogram as a ROOT TH3D (values and sum w^2) plus a record.
+
+    ``record`` (JSON-able: the score, ``signal_like``, the selection, the input
+    files and counts) is stored as a string beside the histogram; the file is
+    readable by ROOT and uproot without jettag. Written atomically; never over
+    an input or an existing file without ``force``.
+    """
+    import uproot
+
+    from jettag.outputs import atomic_output, check_output
+
+    out = check_output(out, inputs=inputs, force=force)
+    h = histogram.project(*(histogram.axes[_axis_index(histogram, n)].name for n in _AXES))
+    with atomic_output(out) as tmp:
+        with uproot.recreate(tmp) as f:
+            f[HISTOGRAM_KEY] = h
+            f[HISTOGRAM_KEY + "_record"] = json.dumps({"format": "jettag-ddt-histogram-1", **record})
+    return out
+
+
+def _renamed(axis: Any, name: str) -> Any:
+    if isinstance(axis, hist.axis.Regular) and not axis.traits.circular:
+        return hist.axis.Regular(
+            len(axis), axis.edges[0], axis.edges[-1], name=name, label=axis.label
+        )
+    return hist.axis.Variable(np.asarray(axis.edges), name=name, label=axis.label)
+
+
+def read_histograms(paths: Sequence[str | Path]) -> tuple[hist.Hist, list[dict[str, Any]]]:
+    """Read and sum the histograms of ``paths`` (written by :func:`write_histogram`).
+
+    All files must share the binning, the score and ``signal_like``; a file that
+    is not such a histogram file gives a one-line error naming it.
+    """
+    import uproot
+
+    if not paths:
+        raise JettagError("no histogram file given")
+    total = None
+    records = []
+    for path in paths:
+        path = Path(path)
+        if not path.is_file():
+            raise JettagError(f"{path}: no such file")
+        try:
+            with uproot.open(path) as f:
+                raw = f[HISTOGRAM_KEY].to_hist()
+                record = json.loads(str(f[HISTOGRAM_KEY + "_record"]))
+        except Exception as err:  # uproot raises many kinds for foreign files
+            raise JettagError(
+                f"{path}: not a jettag DDT histogram file (needs {HISTOGRAM_KEY!r} and "
+                f"{HISTOGRAM_KEY + '_record'!r}; make one with 'jettag ddt histogram'): {err}"
+            ) from None
+        h = hist.Hist(
+            *(_renamed(ax, n) for ax, n in zip(raw.axes, _AXES, strict=True)),
+            storage=hist.storage.Weight(),
+        )
+        h.view(flow=True)[...] = raw.view(flow=True)
+        if total is None:
+            total, first = h, record
+        else:
+            for key in ("score", "signal_like"):
+                if record.get(key) != first.get(key):
+                    raise JettagError(
+                        f"{path}: {key} {record.get(key)!r} differs from {first.get(key)!r} "
+                        f"of {paths[0]}; only histograms of the same score add up"
+                    )
+            if any(
+                not np.array_equal(a.edges, b.edges)
+                for a, b in zip(h.axes, total.axes, strict=True)
+            ):
+                raise JettagError(f"{path}: binning differs from that of {paths[0]}")
+            total = total + h
+        records.append({"file": str(path), **record})
+    return total, records
+
+
+# ---------------------------------------------------------------------------- closure and picture
+
+
+def in_sample_closure(histogram: hist.Hist, ddt_map: DDTMap) -> np.ndarray:
+    """The map's QCD pass rate in each bin of the histogram it was derived from.
+
+    Shape ``(len(efficiencies), n_rho, n_pt)``. Where a bin kept its own
+    quantile this reproduces the target up to the score binning; where the
+    threshold came from a pool (``ddt_map.filled``) it shows how far the pooled
+    threshold is from the bin's own jets. The score is taken as spread
+    uniformly inside each score bin, as in :func:`derive_map`.
+    """
+    sumw, _, _, _, edges = _histogram_arrays(histogram, "rho", "pt", "score")
+    total = sumw.sum(axis=-1)
+    cum = np.concatenate([np.zeros_like(total)[..., None], np.cumsum(sumw, axis=-1)], axis=-1)
+    out = np.full(ddt_map.values.shape, np.nan)
+    for e in range(len(ddt_map.efficiencies)):
+        x = ddt_map.values[e]
+        j = np.clip(np.searchsorted(edges, x, side="right"), 1, len(edges) - 1)
+        lo, hi = edges[j - 1], edges[j]
+        frac = np.clip((x - lo) / (hi - lo), 0.0, 1.0)
+        below = np.take_along_axis(cum, (j - 1)[..., None], -1)[..., 0] + frac * (
+            np.take_along_axis(sumw, (j - 1)[..., None], -1)[..., 0]
+        )
+        with np.errstate(invalid="ignore", divide="ignore"):
+            cdf = np.where(total > 0, below / total, np.nan)
+        out[e] = 1.0 - cdf if ddt_map.signal_like == "high" else cdf
+    return out
+
+
+def plot_map(ddt_map: DDTMap, out: str | Path, *, title: str = "") -> Path:
+    """A PNG of the map: the threshold per (rho, pT) bin, one panel per efficiency.
+
+    pT bins are drawn with equal widths (labelled by their edges); pooled bins
+    are hatched.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(ddt_map.efficiencies)
+    fig, axes = plt.subplots(1, n, figsize=(4.2 * n + 1, 4.2), squeeze=False)
+    n_pt = len(ddt_map.pt_edges) - 1
+    for ax, eps, values, filled in zip(
+        axes[0], ddt_map.efficiencies, ddt_map.values, ddt_map.filled, strict=True
+    ):
+        mesh = ax.pcolormesh(ddt_map.rho_edges, np.arange(n_pt + 1), values.T, cmap="viridis")
+        fig.colorbar(mesh, ax=ax, label=f"{ddt_map.score} threshold")
+        if filled.any():
+            ax.pcolor(
+                ddt_map.rho_edges,
+                np.arange(n_pt + 1),
+                np.ma.masked_where(~filled.T, np.ones_like(values.T)),
+                hatch="//",
+                alpha=0.0,
+            )
+        ax.set_yticks(np.arange(n_pt + 1), [f"{e:g}" for e in ddt_map.pt_edges], fontsize=7)
+        ax.set_xlabel("rho = 2 ln(msoftdrop/pT)")
+        ax.set_ylabel("pT [GeV]")
+        ax.set_title(f"QCD efficiency {eps:g} (hatched: pooled)", fontsize=9)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    out = Path(out)
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+    return out
+

@@ -124,13 +124,7 @@ def _sculpting(
     # JSD (ceiling of 1/JSD) that these many QCD jets allow without any sculpting
     floor = None
     if sculpt["inverse_jsd"] is not None:
-        rng = np.random.default_rng(12345)
-        draws = [
-            performance.mass_sculpting(rng.random(len(score)), mass, efficiency, weights=w)["inverse_jsd"]
-            for _ in range(20)
-        ]
-        draws = [d for d in draws if d is not None]
-        floor = float(np.median(draws)) if draws else None
+        floor = performance.random_cut_inverse_jsd(mass, efficiency, weights=w)
     return {"qcd_efficiency": efficiency, **sculpt, "inverse_jsd_random_selection": floor}
 
 

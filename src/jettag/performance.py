@@ -38,6 +38,7 @@ __all__ = [
     "background_rejection_point",
     "effective_count",
     "mass_sculpting",
+    "random_cut_inverse_jsd",
     "roc_curve",
     "signal_efficiency_at",
     "signal_efficiency_point",
@@ -328,3 +329,32 @@ def mass_sculpting(
     else:
         out["note"] = "passing and failing shapes identical in these bins: 1/JSD unbounded"
     return out
+
+
+def random_cut_inverse_jsd(
+    background_mass: np.ndarray,
+    eff_background: float,
+    *,
+    weights: np.ndarray | None = None,
+    bins: np.ndarray | None = None,
+    draws: int = 20,
+    seed: int = 12345,
+) -> float | None:
+    """The statistical ceiling of 1/JSD: its median over random cuts of the same efficiency.
+
+    A random selection does not sculpt at all, yet its passing and failing mass
+    histograms still differ by statistical fluctuations; this median 1/JSD is
+    therefore the largest 1/JSD these jets can show. A cut reaching it sculpts
+    less than statistics can tell. None when no random cut gives a figure.
+    """
+    mass = np.asarray(background_mass, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    values = [
+        mass_sculpting(rng.random(len(mass)), mass, eff_background, weights=weights, bins=bins)[
+            "inverse_jsd"
+        ]
+        for _ in range(draws)
+    ]
+    values = [v for v in values if v is not None]
+    return float(np.median(values)) if values else None
+
