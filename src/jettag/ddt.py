@@ -787,6 +787,7 @@ def plot_map(ddt_map: DDTMap, out: str | Path, *, title: str = "") -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
 
     n = len(ddt_map.efficiencies)
     fig, axes = plt.subplots(1, n, figsize=(4.2 * n + 1, 4.2), squeeze=False)
@@ -796,13 +797,10 @@ def plot_map(ddt_map: DDTMap, out: str | Path, *, title: str = "") -> Path:
     ):
         mesh = ax.pcolormesh(ddt_map.rho_edges, np.arange(n_pt + 1), values.T, cmap="viridis")
         fig.colorbar(mesh, ax=ax, label=f"{ddt_map.score} threshold")
-        if filled.any():
-            ax.pcolor(
-                ddt_map.rho_edges,
-                np.arange(n_pt + 1),
-                np.ma.masked_where(~filled.T, np.ones_like(values.T)),
-                hatch="//",
-                alpha=0.0,
+        for i, j in zip(*np.nonzero(filled), strict=True):
+            x0, x1 = ddt_map.rho_edges[i], ddt_map.rho_edges[i + 1]
+            ax.add_patch(
+                Rectangle((x0, j), x1 - x0, 1, fill=False, hatch="//", lw=0, color="white")
             )
         ax.set_yticks(np.arange(n_pt + 1), [f"{e:g}" for e in ddt_map.pt_edges], fontsize=7)
         ax.set_xlabel("rho = 2 ln(msoftdrop/pT)")

@@ -24,7 +24,7 @@ __all__ = ["build_parser", "main"]
 
 
 def _commands() -> dict[str, ModuleType]:
-    from jettag.cli import demo, evaluate, generate, imbalance, tag, taggers, train
+    from jettag.cli import ddt, demo, evaluate, flatten, generate, imbalance, tag, taggers, train
 
     return {
         "demo": demo,
@@ -33,6 +33,8 @@ def _commands() -> dict[str, ModuleType]:
         "taggers": taggers,
         "train": train,
         "evaluate": evaluate,
+        "flatten": flatten,
+        "ddt": ddt,
         "imbalance-study": imbalance,
     }
 
@@ -46,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "jettag: columnar jet tagging for coffea. Generate PFNano events, run ONNX "
             "taggers (weaver format) on (PF)NanoAOD, train and evaluate the reference "
-            "taggers. Planned: DDT maps (jettag ddt), scale factors (jettag sf), "
+            "taggers, derive DDT maps (jettag ddt). Planned: scale factors (jettag sf), "
             "runs on a dask cluster (jettag run)."
         ),
     )

@@ -132,20 +132,21 @@ def flat_mass_weights(
 
     The ``x*`` samples come from one very wide resonance; weighting each event
     by ``mean_count / count(bin of its mass)``, with counts taken from the
-    sample itself in ``bin_width`` bins, makes the mass distribution exactly flat
-    (the flat-mass training sample idea). Events outside [lo, hi) get weight 0.
-    The weights average to 1 over the events inside the window.
+    sample itself in ``bin_width`` bins (the mean over the filled bins), makes
+    the mass distribution exactly flat (the flat-mass training sample idea,
+    computed by :mod:`jettag.flatmass`, the code of ``jettag flatten``). Events
+    outside [lo, hi) or without a resonance (NaN) get weight 0. The weights
+    average to 1 over the events inside the window.
     """
+    from jettag import flatmass
+
     mass = np.asarray(mass, dtype=np.float64)
     edges = np.arange(lo, hi + 0.5 * bin_width, bin_width)
-    counts, _ = np.histogram(mass, bins=edges)
-    index = np.digitize(mass, edges) - 1
-    inside = (index >= 0) & (index < len(counts)) & np.isfinite(mass)
-    weights = np.zeros(len(mass))
-    filled = counts > 0
-    mean = counts[filled].mean() if filled.any() else 0.0
-    weights[inside] = mean / counts[index[inside]]
-    return weights
+    found = mass[np.isfinite(mass)]
+    if not np.any((found >= edges[0]) & (found < edges[-1])):
+        return np.zeros(len(mass))
+    weights = flatmass.derive_weights(flatmass.histogram(found, msd_edges=edges))
+    return flatmass.evaluate(weights, mass)
 
 
 def flavour_category(n_b: np.ndarray | ak.Array, n_c: np.ndarray | ak.Array) -> np.ndarray | ak.Array:

@@ -1,10 +1,10 @@
 """Training weights: mass decorrelation and class balance.
 
-Mass decorrelation (the flat-mass training idea): each signal class is
-reweighted so that its (msoftdrop) or (msoftdrop, pT) histogram equals the QCD
-one, bin by bin. A classifier that sees signal and background with the same
-mass distribution gains nothing from learning the mass, so its score sculpts
-the QCD mass spectrum much less. Class balance: weights or sampling
+Mass decorrelation (the flat-mass training idea, :mod:`jettag.flatmass`): each
+signal class is reweighted so that its (msoftdrop) or (msoftdrop, pT) histogram
+equals the QCD one, bin by bin. A classifier that sees signal and background
+with the same mass distribution gains nothing from learning the mass, so its
+score sculpts the QCD mass spectrum much less. Class balance: weights or sampling
 probabilities that give every class the same total weight.
 """
 
@@ -12,11 +12,17 @@ from __future__ import annotations
 
 import numpy as np
 
+from jettag import flatmass
+from jettag.errors import JettagError
+
 __all__ = ["MASS_WEIGHTINGS", "class_balance_weights", "mass_weights"]
 
 #: ``none``: no reweighting; ``msd``: signal to QCD's msoftdrop shape (default);
 #: ``msd-pt``: signal to QCD's (msoftdrop, pT) shape.
 MASS_WEIGHTINGS: tuple[str, ...] = ("none", "msd", "msd-pt")
+
+#: The training's pT bins: the last one holds everything above 1500 GeV.
+_PT_BINS = np.array([300, 350, 400, 450, 500, 600, 700, 850, 1000, 1500, np.inf])
 
 
 def mass_weights(
@@ -31,10 +37,13 @@ def mass_weights(
 ) -> np.ndarray:
     """Per-jet weights that give every class ``reference``'s mass (and pT) shape.
 
-    Each class's weights are ``h_ref(bin) / h_class(bin)`` with both histograms
-    normalised to unit area, so a class's total weight stays its jet count.
-    Bins where a class has no jets leave it with weight 0 elsewhere unchanged;
-    jets of ``reference`` keep weight 1. Defaults: 10-GeV msoftdrop bins
+    Each class is weighted by :mod:`jettag.flatmass` with the reference class as
+    target (the same code as ``jettag flatten --reference``): its normalised
+    (msoftdrop) or (msoftdrop, pT) histogram becomes the reference's, and its
+    total weight stays its jet count. Jets in bins where the reference has no
+    jets get weight 0, as do jets outside the msoftdrop binning (the training
+    selection keeps none); pT outside the pT binning takes the edge bin's weight.
+    Jets of ``reference`` keep weight 1. Defaults: 10-GeV msoftdrop bins
     40-250 GeV, pT bins 300-1500 GeV with an overflow bin.
     """
     if mode not in MASS_WEIGHTINGS:
@@ -43,34 +52,48 @@ def mass_weights(
     weights = np.ones(len(label))
     if mode == "none":
         return weights
-    msd_bins = np.arange(40.0, 251.0, 10.0) if msd_bins is None else np.asarray(msd_bins)
-    if pt_bins is None:
-        pt_bins = np.array([300, 350, 400, 450, 500, 600, 700, 850, 1000, 1500, np.inf])
-    coords = [np.asarray(msoftdrop, dtype=np.float64)]
-    edges = [msd_bins]
-    if mode == "msd-pt":
-        coords.append(np.asarray(pt, dtype=np.float64))
-        edges.append(np.asarray(pt_bins))
-    sample = np.stack(coords, axis=1)
+    msd = np.asarray(msoftdrop, dtype=np.float64)
+    msd_edges = flatmass.MSD_EDGES if msd_bins is None else np.asarray(msd_bins, dtype=np.float64)
+    two_d = mode == "msd-pt"
+    pt_values = np.asarray(pt, dtype=np.float64) if two_d else None
+    pt_edges = _finite_pt_edges(_PT_BINS if pt_bins is None else pt_bins) if two_d else None
+
+    def fill(mask: np.ndarray):
+        return flatmass.histogram(
+            msd[mask],
+            None if pt_values is None else pt_values[mask],
+            msd_edges=msd_edges,
+            pt_edges=pt_edges,
+        )
+
     ref = label == reference
-    h_ref, _ = np.histogramdd(sample[ref], bins=edges)
-    if h_ref.sum() == 0:
+    h_ref = fill(ref)
+    if h_ref.sum().value == 0:
         raise ValueError("mass weights: the reference class has no jets in the binning")
-    h_ref = h_ref / h_ref.sum()
-    index = tuple(
-        np.clip(np.digitize(c, e) - 1, 0, len(e) - 2) for c, e in zip(coords, edges, strict=True)
-    )
     for cls in np.unique(label):
         if cls == reference:
             continue
         mine = label == cls
-        h_cls, _ = np.histogramdd(sample[mine], bins=edges)
-        if h_cls.sum() == 0:
+        h_cls = fill(mine)
+        if h_cls.sum().value == 0:
             continue
-        h_cls = h_cls / h_cls.sum()
-        ratio = np.divide(h_ref, h_cls, out=np.zeros_like(h_ref), where=h_cls > 0)
-        weights[mine] = ratio[tuple(i[mine] for i in index)]
+        try:
+            derived = flatmass.derive_weights(h_cls, h_ref, target_name=f"class {reference}")
+        except JettagError:  # the class lies only where the reference has no jets
+            weights[mine] = 0.0
+            continue
+        weights[mine] = flatmass.evaluate(
+            derived, msd[mine], None if pt_values is None else pt_values[mine]
+        )
     return weights
+
+
+def _finite_pt_edges(edges: np.ndarray) -> np.ndarray:
+    """``edges`` with an infinite last edge made finite (pT is clamped into the last bin)."""
+    edges = np.asarray(edges, dtype=np.float64).copy()
+    if edges.size >= 2 and np.isposinf(edges[-1]):
+        edges[-1] = max(flatmass.PT_EDGES[-1], 10.0 * edges[-2])
+    return edges
 
 
 def class_balance_weights(label: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
