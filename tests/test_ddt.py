@@ -159,10 +159,25 @@ def test_sparse_bins_are_filled_and_flagged():
     assert knn.settings["smoothing"] == "knn" and knn.settings["k"] == 5
 
 
-def test_too_few_jets_raise():
+def test_too_few_jets_give_a_statistics_limited_map():
     sample = _sample(500, seed=9)
-    with pytest.raises(JettagError, match="effective jets"):
-        ddt.derive_map(_hist(sample), [0.01], min_passing=20)
+    h = _hist(sample)
+    small = ddt.derive_map(h, [0.01], min_passing=20)
+    # every bin is too sparse, so all take the quantile of all jets, and the map says so
+    assert small.filled.all()
+    assert np.allclose(small.values, small.values.flat[0])
+    whole = h.project("score").values()
+    cum = np.cumsum(whole) / whole.sum()
+    edges = h.axes["score"].edges
+    assert edges[np.searchsorted(cum, 0.99)] <= small.values.flat[0] + 1e-9
+    assert edges[np.searchsorted(cum, 0.99) + 1] >= small.values.flat[0] - 1e-9
+    assert small.notes and "statistics-limited" in small.notes[0]
+    corr = small.to_correction("tiny", "test map")
+    assert "statistics-limited" in corr.description
+    empty = _hist(sample)
+    empty.reset()
+    with pytest.raises(JettagError, match="no jets"):
+        ddt.derive_map(empty, [0.05])
     with pytest.raises(ValueError, match="efficiencies"):
         ddt.derive_map(_hist(sample), [0.0])
     with pytest.raises(ValueError, match="no axis"):

@@ -136,7 +136,8 @@ class DDTMap:
     up/down in score by its statistical uncertainty (so ``down <= values <= up``).
     ``counts`` holds the Kish effective entries ``(sum w)^2 / sum w^2`` of each
     (rho, pT) bin's own jets; ``filled`` marks thresholds taken from a pool of
-    neighbouring bins because the bin alone was too sparse.
+    neighbouring bins because the bin alone was too sparse; ``notes`` says when
+    even the whole histogram was too sparse (the map is then statistics-limited).
     """
 
     rho_edges: np.ndarray
@@ -150,6 +151,7 @@ class DDTMap:
     signal_like: SignalLike = "high"
     score: str = "score"
     settings: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
     def to_correction(
         self,
@@ -190,6 +192,7 @@ class DDTMap:
             f"binning: rho {len(self.rho_edges) - 1} bins in [{self.rho_edges[0]:g}, "
             f"{self.rho_edges[-1]:g}], pt edges {[float(f'{e:g}') for e in self.pt_edges]}",
             f"derivation: {settings}" if settings else "derivation: defaults",
+            *self.notes,
         ]
         if command:
             parts.append(f"command: {command}")
@@ -349,7 +352,9 @@ def derive_map(
     ``eps -+ sqrt(eps(1-eps)/n_eff)`` (see :class:`DDTMap`).
 
     Sparse bins -- ``n_eff * eps < min_passing`` effective passing jets -- are
-    filled from their neighbours and flagged in ``filled``: by default (``smoothing=None``)
+    filled from their neighbours and flagged in ``filled`` (when even all jets
+    together are too few, they take the whole histogram's quantile and
+    ``notes`` says the map is statistics-limited): by default (``smoothing=None``)
     the bin's jets are pooled with those of the nearest bins (in normalised
     (rho, pT), below) until the pool holds ``min_passing`` effective passing jets,
     and the pool's quantile is used. Bins with enough jets keep their own
@@ -412,6 +417,7 @@ def derive_map(
     n_use = _n_eff(use_w, use_w2)
     sparse = n_use[:, None] * eps[None, :] < min_passing  # (B, E)
     filled = sparse.copy()
+    notes: list[str] = []
 
     # pool the raw jets of the nearest bins for the sparse ones
     for b, e in zip(*np.nonzero(sparse), strict=True):
@@ -422,11 +428,18 @@ def derive_map(
             pooled_n = np.where(cum_w2 > 0, cum_w**2 / cum_w2, 0.0)
         enough = np.nonzero(pooled_n * eps[e] >= min_passing)[0]
         if enough.size == 0:
-            raise JettagError(
-                f"derive_map: the whole histogram holds {pooled_n[-1]:.0f} effective jets, "
-                f"fewer than min_passing/eps = {min_passing / eps[e]:.0f} at efficiency {eps[e]:g}"
+            # even all jets together are too few: every sparse bin takes the whole
+            # histogram's quantile, and the map says it is statistics-limited
+            members = order
+            note = (
+                f"statistics-limited: the whole histogram holds {pooled_n[-1]:.0f} effective jets, "
+                f"fewer than min_passing/eps = {min_passing / eps[e]:.0f} at efficiency {eps[e]:g}; "
+                "sparse bins use the quantile of all jets"
             )
-        members = order[: enough[0] + 1]
+            if note not in notes:
+                notes.append(note)
+        else:
+            members = order[: enough[0] + 1]
         pw = w[members].sum(axis=0)[None, :]
         pw2 = w2[members].sum(axis=0)[None, :]
         x, xu, xd = _thresholds(pw, pw2, score_edges, eps[e : e + 1][None, :], signal_like)
@@ -452,6 +465,7 @@ def derive_map(
         signal_like=signal_like,
         score=score_label,
         settings=settings,
+        notes=notes,
     )
 
 

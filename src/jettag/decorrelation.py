@@ -113,6 +113,7 @@ def closure(
     rho_edges: np.ndarray,
     pt_edges: np.ndarray,
     min_expected: float = MIN_EXPECTED_PASSING,
+    map_counts: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """The QCD pass rate per (rho, pT) bin against the target ``efficiency``.
 
@@ -121,6 +122,13 @@ def closure(
     = (rate - target) / binomial error under the target), ``max_relative_deviation``
     (``|rate / target - 1|``), and ``spread`` (standard deviation over mean of the
     rates). Per-bin arrays have shape ``(n_rho, n_pt)``.
+
+    ``map_counts``: the effective QCD jets per bin of the sample the map was
+    derived from (same bins). The map's own statistical error moves a bin's
+    pass rate by ``sqrt(eps (1 - eps) / n_map)``; with it, ``chi2_per_bin_with_map_error``
+    adds that in quadrature, and ``map_to_test_variance`` is the median ratio of
+    the two variances over the tested bins (small: the test sees only its own
+    statistics).
     """
     rho_edges, pt_edges = np.asarray(rho_edges), np.asarray(pt_edges)
     n_rho, n_pt = len(rho_edges) - 1, len(pt_edges) - 1
@@ -135,6 +143,15 @@ def closure(
         pull = (b["rate"] - efficiency) / b["error"]
     rel = np.abs(b["rate"] / efficiency - 1.0)
     rates = b["rate"][tested]
+    map_var = None
+    if map_counts is not None:
+        map_counts = np.asarray(map_counts, dtype=float).reshape(-1)
+        if map_counts.size != n_rho * n_pt:
+            raise ValueError("closure: map_counts must have one entry per (rho, pT) bin")
+        with np.errstate(invalid="ignore", divide="ignore"):
+            map_var = np.where(
+                map_counts > 0, efficiency * (1 - efficiency) / map_counts, np.inf
+            )
     summary: dict[str, Any] = {
         "efficiency": efficiency,
         "n_jets": int(inside.sum()),
@@ -151,6 +168,14 @@ def closure(
             max_relative_deviation=float(rel[tested].max()),
             spread=float(np.std(rates) / np.mean(rates)) if np.mean(rates) > 0 else None,
         )
+        if map_var is not None:
+            total = b["error"] ** 2 + map_var
+            summary["chi2_per_bin_with_map_error"] = float(
+                np.mean(((b["rate"] - efficiency) ** 2 / total)[tested])
+            )
+            summary["map_to_test_variance"] = float(
+                np.median(map_var[tested] / b["error"][tested] ** 2)
+            )
     else:
         summary.update(
             chi2_per_bin=None,
@@ -211,6 +236,7 @@ def report(
     rho_profile_edges: Sequence[float] | None = None,
     min_expected: float = MIN_EXPECTED_PASSING,
     random_draws: int = 20,
+    map_counts: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """The decorrelation report of a DDT map on independent QCD (and signal) jets.
 
@@ -221,6 +247,7 @@ def report(
     efficiency on these jets; for both cuts the (rho, pT) closure, the pass rate
     against msoftdrop, rho and pT, 1/JSD of passing vs failing QCD msoftdrop at
     that efficiency with the random-cut ceiling, and each signal's efficiency.
+    ``map_counts``: see :func:`closure` (applies to the DDT cut only).
     """
     msd_edges = np.asarray(msd_edges, dtype=float)
     if rho_profile_edges is None:
@@ -263,6 +290,7 @@ def report(
                     rho_edges=rho_edges,
                     pt_edges=pt_edges,
                     min_expected=min_expected,
+                    map_counts=map_counts if name == "ddt" else None,
                 ),
                 "profiles": {
                     "msoftdrop": pass_rate_profile(passed, qcd["msoftdrop"], w, msd_edges),
@@ -329,10 +357,23 @@ def markdown(result: dict[str, Any], title: str = "DDT decorrelation report") ->
         f"{MAX_RELATIVE_DEVIATION:.0%}). Sculpting: 1/JSD of passing vs failing QCD "
         "msoftdrop; the ceiling is the median over random cuts of the same efficiency.",
         "",
-        "| QCD eff. | cut | pass rate | bins tested (jets) | chi2/bin | max rel. dev. | "
-        "spread | 1/JSD | ceiling | of ceiling | "
-        + " | ".join(f"eff. {k}" for k in result["signals"])
-        + (" |" if result["signals"] else "|"),
+        "| "
+        + " | ".join(
+            [
+                "QCD eff.",
+                "cut",
+                "pass rate",
+                "bins tested (jets)",
+                "chi2/bin (with map error)",
+                "max rel. dev.",
+                "spread",
+                "1/JSD",
+                "ceiling",
+                "of ceiling",
+                *(f"eff. {k}" for k in result["signals"]),
+            ]
+        )
+        + " |",
         "|" + "---|" * (10 + len(result["signals"])),
     ]
     for wp in result["working_points"]:
@@ -344,7 +385,12 @@ def markdown(result: dict[str, Any], title: str = "DDT decorrelation report") ->
                 name if name == "ddt" else f"fixed ({wp['fixed_threshold']:.4g})",
                 _fmt(c["pass_rate"], ".4f"),
                 f"{c['n_bins_tested']}/{c['n_bins']} ({c['n_jets_tested']})",
-                _fmt(c["chi2_per_bin"], ".2f"),
+                _fmt(c["chi2_per_bin"], ".2f")
+                + (
+                    f" ({_fmt(c['chi2_per_bin_with_map_error'], '.2f')})"
+                    if "chi2_per_bin_with_map_error" in c
+                    else ""
+                ),
                 _fmt(c["max_relative_deviation"], ".1%"),
                 _fmt(c["spread"], ".3f"),
                 _fmt(s.get("inverse_jsd"), ".1f") + flag,

@@ -100,12 +100,25 @@ def add(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Run the ddt-histogram processor (coffea Runner) on QCD files (PFNano or plain "
             "NanoAOD) and write the weighted (rho, pT, score) histogram as a ROOT TH3D with a "
-            "JSON record of the score, the selection and the inputs. Jets: pT > 300 GeV, "
-            "|eta| < 2.4, msoftdrop > 0, rho in [-7, -1], pT < 3000 GeV."
+            "JSON record of the score, the selection and the inputs. Jets: pT inside the pT "
+            "edges (default 300-3000 GeV), |eta| < 2.4, msoftdrop > 0, rho inside the rho "
+            "binning (default [-7, -1])."
         ),
     )
     h.add_argument("files", nargs="+", type=Path, metavar="QCD.root", help="QCD event files")
     _add_score_options(h)
+    h.add_argument(
+        "--rho-bins",
+        default="24,-7,-1",
+        metavar="N,LOW,HIGH",
+        help="regular rho binning of the map (default 24,-7,-1: 0.25 wide)",
+    )
+    h.add_argument(
+        "--pt-edges",
+        default="300,400,500,650,800,1000,1500,3000",
+        metavar="E,E,...",
+        help="pT bin edges [GeV] of the map; the lowest is the pT cut (default 300,...,3000)",
+    )
     h.add_argument("--out", required=True, type=Path, metavar="HIST.root", help="histogram file")
     add_force(h, "--out")
 
@@ -170,6 +183,15 @@ def add(subparsers: argparse._SubParsersAction) -> None:
         metavar="E,E,...",
         help="working points to report (default: all of the map's)",
     )
+    r.add_argument(
+        "--derivation",
+        nargs="+",
+        type=Path,
+        default=None,
+        metavar="HIST.root",
+        help="the histogram files the map was derived from: adds the map's own statistical "
+        "error to a second chi2 per bin",
+    )
     r.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
     add_force(r, "the files of an existing --out folder")
 
@@ -181,6 +203,26 @@ def _signal_like(args: argparse.Namespace) -> str:
     if args.signal_like is not None:
         return args.signal_like
     return "low" if args.discriminant is None and args.score.startswith("n2") else "high"
+
+
+def _binning(args: argparse.Namespace) -> dict[str, Any]:
+    """rho and pT binning: from the options (histogram) or from the map (report)."""
+    if getattr(args, "map_edges", None) is not None:
+        return {"rho_bins": list(args.map_edges["rho"]), "pt_edges": list(args.map_edges["pt"])}
+    try:
+        n, low, high = args.rho_bins.split(",")
+        rho_bins = (int(n), float(low), float(high))
+        pt_edges = tuple(float(e) for e in args.pt_edges.split(","))
+    except ValueError:
+        raise JettagError(
+            f"--rho-bins {args.rho_bins!r} / --pt-edges {args.pt_edges!r}: expected N,LOW,HIGH "
+            "and comma-separated edges"
+        ) from None
+    if rho_bins[0] < 1 or not rho_bins[1] < rho_bins[2]:
+        raise JettagError(f"--rho-bins {args.rho_bins!r}: need N >= 1 and LOW < HIGH")
+    if len(pt_edges) < 2 or np.any(np.diff(pt_edges) <= 0):
+        raise JettagError(f"--pt-edges {args.pt_edges!r}: need at least two increasing edges")
+    return {"rho_bins": rho_bins, "pt_edges": pt_edges}
 
 
 def _processor(args: argparse.Namespace) -> Any:
@@ -195,6 +237,7 @@ def _processor(args: argparse.Namespace) -> Any:
             phase_space=not args.no_phase_space,
             weight=None if args.unweighted else "genWeight",
             tagger_options={"threads": args.threads},
+            **_binning(args),
         )
     except ValueError as err:
         raise JettagError(str(err)) from None
@@ -320,6 +363,8 @@ def _derive(args: argparse.Namespace) -> int:
         command=_command_line(),
     )
     cset = corrections.correction_set([corr], f"jettag DDT map of {ddt_map.score}")
+    for note in ddt_map.notes:
+        print(f"jettag ddt derive: warning: {note}", file=sys.stderr)
     closure = ddt.in_sample_closure(histogram, ddt_map)
     with atomic_directory(args.out) as tmp:
         corrections.write(cset, tmp / "ddt_map.json")
@@ -344,6 +389,7 @@ def _closure_table(ddt_map: Any, closure: np.ndarray, sample: str) -> str:
         "from: not a test of the map, which needs an independent sample: `jettag ddt report`). "
         "Pooled bins were too sparse for their own quantile.",
         "",
+        *(f"**{note}**\n" for note in ddt_map.notes),
         "| QCD eff. | bins own / pooled | own bins: pass rate min-max | pooled bins: pass rate min-max | median stat. width (up-down) |",
         "|---|---|---|---|---|",
     ]
@@ -377,6 +423,17 @@ def _report(args: argparse.Namespace) -> int:
     if missing:
         raise JettagError(f"{args.map}: no working point {missing} (has {sorted(keys)})")
     edges = ddt.map_edges(corr)
+    args.map_edges = edges
+    map_counts = None
+    if args.derivation:
+        derivation, _ = ddt.read_histograms(args.derivation)
+        if not all(
+            np.allclose(derivation.axes[n].edges, edges[n]) for n in ("rho", "pt")
+        ):
+            raise JettagError(f"{args.derivation[0]}: its rho/pT binning is not the map's")
+        totals = derivation.project("rho", "pt")
+        with np.errstate(invalid="ignore", divide="ignore"):
+            map_counts = np.nan_to_num(totals.values() ** 2 / totals.variances())
     proc = _processor(args)
     qcd = _collect(args.files, proc, args)
     signals = {p.stem: _collect([p], proc, args) for p in args.signal}
@@ -388,6 +445,7 @@ def _report(args: argparse.Namespace) -> int:
         signals=signals,
         rho_edges=edges["rho"],
         pt_edges=edges["pt"],
+        map_counts=map_counts,
     )
     result["score"] = proc.description
     result["map"] = str(args.map)
