@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import signal
 import sys
 import threading
@@ -69,7 +70,10 @@ def _terminated(signum: int, frame: object) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``jettag`` program."""
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    # the command as typed, recorded in what a command writes
+    args.command_line = "jettag " + shlex.join(argv)
     run = _commands()[args.command].run
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminated)

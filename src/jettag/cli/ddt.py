@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -243,7 +242,7 @@ def _processor(args: argparse.Namespace) -> Any:
         raise JettagError(str(err)) from None
 
 
-def _schema(files: list[Path]) -> Any:
+def _schema(files: list[Path], column: str | None) -> Any:
     """PFNanoAODSchema when the files hold PF candidates, else NanoAODSchema."""
     import uproot
     from coffea.nanoevents import NanoAODSchema, PFNanoAODSchema
@@ -260,16 +259,21 @@ def _schema(files: list[Path]) -> Any:
         if "FatJet_msoftdrop" not in keys or "FatJet_pt" not in keys:
             raise JettagError(f"{path}: no FatJet_pt/FatJet_msoftdrop branches (not NanoAOD?)")
         kinds.add("PFCands_pt" in keys)
+        if column is not None and f"FatJet_{column}" not in keys:
+            raise JettagError(f"{path}: no branch FatJet_{column} (the --score column)")
     if len(kinds) > 1:
         raise JettagError("mixing PFNano and plain NanoAOD files in one run; run them separately")
     return PFNanoAODSchema if kinds.pop() else NanoAODSchema
 
 
-def _run(files: list[Path], proc: Any, args: argparse.Namespace) -> Any:
-    """coffea's Runner over ``files`` (one dataset), local processes when --workers > 1."""
+def _run(files: list[Path], proc: Any, args: argparse.Namespace, column: str | None) -> Any:
+    """coffea's Runner over ``files`` (one dataset), local processes when --workers > 1.
+
+    ``column``: the FatJet score column the files must hold (None for a tagger).
+    """
     from coffea import processor
 
-    schema = _schema(files)
+    schema = _schema(files, column)
     executor = (
         processor.FuturesExecutor(workers=args.workers, status=False)
         if args.workers > 1
@@ -279,8 +283,14 @@ def _run(files: list[Path], proc: Any, args: argparse.Namespace) -> Any:
     fileset = {"qcd": {"files": {str(p): "Events" for p in files}}}
     try:
         return runner(fileset, processor_instance=proc, treename="Events")
-    except KeyError as err:  # a missing FatJet column
-        raise JettagError(str(err).strip("\"'")) from None
+    except Exception as err:  # coffea wraps a chunk's error: report the file and the cause
+        cause: BaseException = err
+        while cause.__cause__ is not None:
+            cause = cause.__cause__
+        where = getattr(getattr(err, "args", [None])[0], "__str__", lambda: "")()
+        name = next((str(p) for p in files if str(p) in where), "a file")
+        detail = str(cause).strip("\"'") if isinstance(cause, KeyError) else str(cause)
+        raise JettagError(f"{name}: {detail}") from err
 
 
 class _JetCollector:
@@ -296,12 +306,8 @@ class _JetCollector:
 
 
 def _collect(files: list[Path], proc: Any, args: argparse.Namespace) -> dict[str, np.ndarray]:
-    out = _run(files, _JetCollector(proc), args)
+    out = _run(files, _JetCollector(proc), args, proc.column)
     return {k: np.asarray(v.value, dtype=float) for k, v in out.items()}
-
-
-def _command_line() -> str:
-    return "jettag " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
 
 def _histogram(args: argparse.Namespace) -> int:
@@ -310,14 +316,14 @@ def _histogram(args: argparse.Namespace) -> int:
 
     check_output(args.out, inputs=args.files, force=args.force)
     proc = _processor(args)
-    out = _run(args.files, proc, args)["qcd"]
+    out = _run(args.files, proc, args, proc.column)["qcd"]
     record = {
         **proc.settings(),
         "inputs": [str(p) for p in args.files],
         "n_events": int(out["n_events"]),
         "n_jets": int(out["n_jets"]),
         "sumw": float(out["sumw"]),
-        "command": _command_line(),
+        "command": args.command_line,
     }
     ddt.write_histogram(out["ddt"], args.out, record, inputs=args.files, force=args.force)
     h = out["ddt"]
@@ -360,7 +366,7 @@ def _derive(args: argparse.Namespace) -> int:
         name,
         f"DDT map of {ddt_map.score}",
         sample=sample,
-        command=_command_line(),
+        command=args.command_line,
     )
     cset = corrections.correction_set([corr], f"jettag DDT map of {ddt_map.score}")
     for note in ddt_map.notes:
@@ -450,7 +456,7 @@ def _report(args: argparse.Namespace) -> int:
     result["score"] = proc.description
     result["map"] = str(args.map)
     result["qcd_files"] = [str(p) for p in args.files]
-    result["command"] = _command_line()
+    result["command"] = args.command_line
     text = decorrelation.markdown(result, f"DDT report: {proc.description} ({args.map})")
     with atomic_directory(args.out) as tmp:
         (tmp / "report.json").write_text(json.dumps(decorrelation.to_json(result), indent=1))

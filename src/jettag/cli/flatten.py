@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -224,7 +223,7 @@ def run(args: argparse.Namespace) -> int:
         selection=f"pT > {args.pt_min:g} GeV and |eta| < {args.abs_eta_max:g}",
         weighted="genWeight" if args.weighted else "no",
     )
-    command = "jettag " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("jettag") else None
+    command = getattr(args, "command_line", None)
     description = "Flat-mass weights of a signal sample (jettag flatten)"
     correction = weights.to_correction(args.name, description, command=command)
     cset = corrections.correction_set([correction], f"{description}: {args.name}")

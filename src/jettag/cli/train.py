@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -91,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         threads=args.threads,
     )
-    command = "jettag " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("jettag") else None
+    command = getattr(args, "command_line", None)
     # the model directory appears only when training (and the held-out evaluation) succeed
     with atomic_directory(args.out) as tmp:
         info = train_tagger(
