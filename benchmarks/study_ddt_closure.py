@@ -61,6 +61,8 @@ def _jettag(*argv: str) -> None:
 def _run(name: str, score: list[str], args: argparse.Namespace) -> dict:
     out = args.out / (name + ("-unweighted" if args.unweighted else ""))
     out.mkdir(parents=True, exist_ok=True)
+    maps = out / ("map" if args.smoothing == "none" else f"map-{args.smoothing}")
+    report_dir = out / ("report" if args.smoothing == "none" else f"report-{args.smoothing}")
     common = [*score, "--workers", str(args.workers), *(["--unweighted"] if args.unweighted else [])]
     hists = []
     for path in args.derive:
@@ -68,13 +70,16 @@ def _run(name: str, score: list[str], args: argparse.Namespace) -> dict:
         if not h.exists():
             _jettag("ddt", "histogram", str(path), *common, "--rho-bins", RHO_BINS, "--out", str(h))
         hists.append(str(h))
-    _jettag("ddt", "derive", *hists, "--efficiencies", EFFICIENCIES, "--out", str(out / "map"), "--force")
+    smoothing = ["--smoothing", args.smoothing] if args.smoothing != "none" else []
+    _jettag(
+        "ddt", "derive", *hists, "--efficiencies", EFFICIENCIES, *smoothing, "--out", str(maps), "--force",
+    )
     signals = [a for s in args.signal for a in ("--signal", str(s))]
     _jettag(
-        "ddt", "report", *map(str, args.test), "--map", str(out / "map" / "ddt_map.json"),
-        *common, *signals, "--derivation", *hists, "--out", str(out / "report"), "--force",
+        "ddt", "report", *map(str, args.test), "--map", str(maps / "ddt_map.json"),
+        *common, *signals, "--derivation", *hists, "--out", str(report_dir), "--force",
     )
-    return json.loads((out / "report" / "report.json").read_text())
+    return json.loads((report_dir / "report.json").read_text())
 
 
 def _check(name: str, report: dict) -> list[tuple[str, bool | None, str]]:
@@ -132,6 +137,7 @@ def main() -> int:
     p.add_argument("--nomw-tagger", type=Path, default=None)
     p.add_argument("--only", nargs="*", default=None, help="n2b1, nomw, pnet-lite")
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--smoothing", choices=("none", "knn"), default="none", help="jettag ddt derive --smoothing")
     p.add_argument(
         "--unweighted",
         action="store_true",

@@ -37,6 +37,10 @@ The selection, in order (the defaults; every cut is an argument):
 5. for a jettag tagger, ``tagger.in_phase_space(events)`` (its training phase space,
    e.g. 40 <= msoftdrop < 250 GeV for the shipped taggers) unless ``phase_space=False``.
 
+``jets(events)`` returns the selected jets as flat arrays (``rho``, ``pt``,
+``msoftdrop``, ``score``, ``weight``): what the histogram is filled with, and
+what ``jettag ddt report`` measures a map on. ``settings()`` records the choices.
+
 Jets outside the rho or pT range are left out rather than put in flow bins
 (``derive_map`` ignores rho/pT flow anyway), so ``sumw`` in the output equals
 the histogram's total weight.

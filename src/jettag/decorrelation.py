@@ -82,10 +82,13 @@ def _binned_rates(
 ) -> dict[str, np.ndarray]:
     """Per bin: jets, effective jets, weighted pass rate and its binomial error.
 
-    With a ``target``, the error under the hypothesis that each jet passes with
-    that probability: ``sqrt(target (1 - target) / n_eff)``, n_eff = (sum w)^2 / sum w^2
-    (the binomial error with the Kish count). Without, that of the observed
-    weighted fraction ``p``: ``sqrt(sum w^2 (1_pass - p)^2) / sum w``.
+    The error is that of a ratio of weighted sums (delta method),
+    ``sqrt(sum w^2 (1_pass - p)^2) / sum w``, with ``p`` the ``target`` when given
+    (the error under the hypothesis tested) or the observed rate. It reduces to
+    the binomial ``sqrt(p (1 - p) / n_eff)`` (Kish count) when the weights do not
+    depend on passing; with generator weights they do (a jet's pT-hat weight
+    correlates with its substructure inside a (rho, pT) bin), and then only this
+    form is right.
     """
     ok = (index >= 0) & (index < n_bins)
     idx, w, p = index[ok], weight[ok], passed[ok].astype(float)
@@ -95,13 +98,11 @@ def _binned_rates(
     sumw_pass = np.bincount(idx, w * p, n_bins)
     with np.errstate(invalid="ignore", divide="ignore"):
         rate = np.where(sumw > 0, sumw_pass / sumw, np.nan)
-        if target is not None:
-            # under the hypothesis: each jet passes with probability `target`
-            var = sumw2 * target * (1 - target)
-        else:
-            # sum w^2 (1_pass - rate)^2 = sum_pass w^2 (1 - rate)^2 + sum_fail w^2 rate^2
-            sumw2_pass = np.bincount(idx, w**2 * p, n_bins)
-            var = sumw2_pass * (1 - rate) ** 2 + (sumw2 - sumw2_pass) * rate**2
+        # the variance of a ratio of weighted sums (delta method):
+        # sum w^2 (1_pass - ref)^2 = sum_pass w^2 (1 - ref)^2 + sum_fail w^2 ref^2
+        ref = np.full(n_bins, target) if target is not None else rate
+        sumw2_pass = np.bincount(idx, w**2 * p, n_bins)
+        var = sumw2_pass * (1 - ref) ** 2 + (sumw2 - sumw2_pass) * ref**2
         error = np.where(sumw > 0, np.sqrt(var) / sumw, np.nan)
         n_eff = np.where(sumw2 > 0, sumw**2 / sumw2, 0.0)
     return {"n_jets": n, "n_effective": n_eff, "rate": rate, "error": error}
