@@ -277,3 +277,25 @@ def test_score_axis_is_dense_near_one():
     assert sub.edges[0] == 0.0 and sub.edges[-1] == 0.5
     with pytest.raises(ValueError):
         ddt.score_axis("nope")
+
+
+@pytest.mark.parametrize("tagger", ["pnet-lite", "deepsets-lite", "bdt-hl"])
+def test_shipped_maps_load_by_name_and_apply(tagger):
+    name = f"ddt-{tagger}"
+    assert name in corrections.available()
+    corr = ddt.read_map(name)
+    assert ddt.working_points(corr) == {"0.005", "0.01", "0.02", "0.05"}
+    assert "command: jettag ddt derive" in corr.description
+    assert "qcd_ddt_201.root" in corr.description and "qcd_ddt_204.root" in corr.description
+    edges = ddt.map_edges(corr)
+    assert len(edges["rho"]) == 13 and edges["pt"][0] == 300
+    # thresholds fall as the efficiency grows, and stay inside [0, 1]
+    jets = {"msoftdrop": np.array([60.0, 125.0, 200.0]), "pt": np.array([350.0, 600.0, 1200.0])}
+    score = np.full(3, 0.5)
+    x = {wp: score - ddt.apply(name, jets, score, efficiency=wp) for wp in (0.005, 0.05)}
+    assert np.all((x[0.05] >= 0) & (x[0.005] <= 1))
+    assert np.all(x[0.005] >= x[0.05])
+    cset = corrections.load(name)
+    assert cset[corr.name].evaluate(-3.0, 500.0, "0.05", "up") >= cset[corr.name].evaluate(
+        -3.0, 500.0, "0.05", "down"
+    )
