@@ -79,22 +79,39 @@ def _run(name: str, score: list[str], args: argparse.Namespace) -> dict:
         "ddt", "report", *map(str, args.test), "--map", str(maps / "ddt_map.json"),
         *common, *signals, "--derivation", *hists, "--out", str(report_dir), "--force",
     )
-    return json.loads((report_dir / "report.json").read_text())
+    report = json.loads((report_dir / "report.json").read_text())
+    if args.closure_rho_merge > 1:  # the closure in wider rho bins, for the 1% working point
+        merged = report_dir.with_name(report_dir.name + f"-rho-merge{args.closure_rho_merge}")
+        _jettag(
+            "ddt", "report", *map(str, args.test), "--map", str(maps / "ddt_map.json"), *common,
+            "--derivation", *hists, "--closure-rho-merge", str(args.closure_rho_merge),
+            "--efficiencies", "0.01,0.05", "--out", str(merged), "--force",
+        )
+        report["merged"] = json.loads((merged / "report.json").read_text())
+    return report
 
 
 def _check(name: str, report: dict) -> list[tuple[str, bool | None, str]]:
     rows = []
     by_eps = {wp["efficiency"]: wp for wp in report["working_points"]}
-    for eps in (0.05, 0.01):
-        wp = by_eps[eps]
+    checks = [(eps, by_eps[eps], "") for eps in (0.05, 0.01)]
+    if "merged" in report:
+        k = report["merged"]["closure_rho_merge"]
+        checks += [
+            (wp["efficiency"], wp, f" (rho bins merged by {k})")
+            for wp in report["merged"]["working_points"]
+        ]
+    for eps, wp, where in checks:
         d, f = wp["cuts"]["ddt"]["closure"], wp["cuts"]["fixed"]["closure"]
         if not d["n_bins_tested"]:
-            rows.append((f"{name} flat at {eps:g}", None, f"no bin expects 50 passing jets ({d['n_jets']} jets)"))
+            rows.append(
+                (f"{name} flat at {eps:g}{where}", None, f"no bin expects 50 passing jets ({d['n_jets']} jets)")
+            )
             continue
         ok = d["chi2_per_bin"] <= 1.5 and d["max_relative_deviation"] <= 0.30
         rows.append(
             (
-                f"{name} flat at {eps:g}",
+                f"{name} flat at {eps:g}{where}",
                 ok,
                 f"DDT: {d['n_bins_tested']} bins ({d['n_jets_tested']} jets), chi2/bin "
                 f"{d['chi2_per_bin']:.2f} (with map error {d.get('chi2_per_bin_with_map_error', float('nan')):.2f}, "
@@ -137,6 +154,12 @@ def main() -> int:
     p.add_argument("--nomw-tagger", type=Path, default=None)
     p.add_argument("--only", nargs="*", default=None, help="n2b1, nomw, pnet-lite")
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument(
+        "--closure-rho-merge",
+        type=int,
+        default=1,
+        help="also test the closure at 1%% and 5%% in bins of N merged rho bins",
+    )
     p.add_argument("--smoothing", choices=("none", "knn"), default="none", help="jettag ddt derive --smoothing")
     p.add_argument(
         "--unweighted",

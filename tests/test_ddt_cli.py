@@ -124,6 +124,18 @@ def test_histogram_derive_report(samples, tmp_path):
     assert 0 < wp["cuts"]["ddt"]["signal_efficiency"]["zbb"] < 1
     assert (rep / "pass_rate_0.2.png").is_file() and "DDT report" in (rep / "report.md").read_text()
 
+    # the closure tested in bins of 3 merged rho bins: 4 rho bins instead of 12
+    merged = tmp_path / "merged"
+    assert main(
+        ["ddt", "report", str(qcd), "--map", str(out / "ddt_map.json"), "--score", "n2b1",
+         "--msd-range", "40,250", "--derivation", str(h), "--closure-rho-merge", "3",
+         "--out", str(merged)]
+    ) == 0
+    m = json.loads((merged / "report.json").read_text())
+    closure = m["working_points"][1]["cuts"]["ddt"]["closure"]
+    assert closure["n_bins"] == 4 * 7 and m["closure_rho_merge"] == 3
+    assert closure["n_jets"] == result["working_points"][1]["cuts"]["ddt"]["closure"]["n_jets"]
+
     # bad input: a histogram file that is not one, a map without the working point
     assert main(["ddt", "derive", str(qcd), "--out", str(tmp_path / "bad")]) == 2
     assert main(

@@ -356,7 +356,13 @@ def markdown(result: dict[str, Any], title: str = "DDT decorrelation report") ->
             else "No signal sample."
         ),
         "",
-        "Closure: the QCD pass rate in each (rho, pT) bin expecting at least "
+        "Closure: the QCD pass rate in each (rho, pT) bin"
+        + (
+            f" (the map's rho bins merged by {result['closure_rho_merge']})"
+            if result.get("closure_rho_merge", 1) > 1
+            else ""
+        )
+        + " expecting at least "
         f"{MIN_EXPECTED_PASSING:g} effective passing jets, against the target "
         f"(acceptance: chi2/bin <= {MAX_CHI2_PER_BIN}, no bin off by more than "
         f"{MAX_RELATIVE_DEVIATION:.0%}). Sculpting: 1/JSD of passing vs failing QCD "
