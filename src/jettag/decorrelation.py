@@ -51,11 +51,6 @@ MAX_CHI2_PER_BIN = 1.5
 Jets = Mapping[str, np.ndarray]
 
 
-def _n_eff(w: np.ndarray) -> float:
-    s2 = float(np.sum(w**2))
-    return float(np.sum(w)) ** 2 / s2 if s2 > 0 else 0.0
-
-
 def fixed_cut(score: np.ndarray, weight: np.ndarray, efficiency: float, signal_like: str) -> float:
     """The raw-score threshold that passes a weighted fraction ``efficiency`` of the jets.
 
@@ -160,7 +155,7 @@ def closure(
     summary: dict[str, Any] = {
         "efficiency": efficiency,
         "n_jets": int(inside.sum()),
-        "n_effective": round(_n_eff(weight[inside]), 1),
+        "n_effective": round(performance.effective_count(weight[inside]), 1),
         "pass_rate": float(np.sum(weight[inside] * passed[inside]) / np.sum(weight[inside])),
         "n_bins": int(n_rho * n_pt),
         "n_bins_tested": int(tested.sum()),
@@ -260,9 +255,9 @@ def report(
     w = np.asarray(qcd["weight"], dtype=float)
     result: dict[str, Any] = {
         "n_qcd_jets": len(w),
-        "n_qcd_effective": round(_n_eff(w), 1),
+        "n_qcd_effective": round(performance.effective_count(w), 1),
         "signals": {
-            name: {"n_jets": len(j["weight"]), "n_effective": round(_n_eff(j["weight"]), 1)}
+            name: {"n_jets": len(j["weight"]), "n_effective": round(performance.effective_count(j["weight"]), 1)}
             for name, j in (signals or {}).items()
         },
         "working_points": [],

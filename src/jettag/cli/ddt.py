@@ -214,9 +214,7 @@ def _signal_like(args: argparse.Namespace) -> str:
 
 
 def _binning(args: argparse.Namespace) -> dict[str, Any]:
-    """rho and pT binning: from the options (histogram) or from the map (report)."""
-    if getattr(args, "map_edges", None) is not None:
-        return {"rho_bins": list(args.map_edges["rho"]), "pt_edges": list(args.map_edges["pt"])}
+    """rho and pT binning of ``jettag ddt histogram`` (--rho-bins, --pt-edges)."""
     try:
         n, low, high = args.rho_bins.split(",")
         rho_bins = (int(n), float(low), float(high))
@@ -233,7 +231,8 @@ def _binning(args: argparse.Namespace) -> dict[str, Any]:
     return {"rho_bins": rho_bins, "pt_edges": pt_edges}
 
 
-def _processor(args: argparse.Namespace) -> Any:
+def _processor(args: argparse.Namespace, binning: dict[str, Any]) -> Any:
+    """The ddt-histogram processor of the score options, with ``binning`` (rho_bins, pt_edges)."""
     from jettag.processors.ddt_map import DDTHistogramProcessor
 
     try:
@@ -245,7 +244,7 @@ def _processor(args: argparse.Namespace) -> Any:
             phase_space=not args.no_phase_space,
             weight=None if args.unweighted else "genWeight",
             tagger_options={"threads": args.threads},
-            **_binning(args),
+            **binning,
         )
     except ValueError as err:
         raise JettagError(str(err)) from None
@@ -253,18 +252,13 @@ def _processor(args: argparse.Namespace) -> Any:
 
 def _schema(files: list[Path], column: str | None) -> Any:
     """PFNanoAODSchema when the files hold PF candidates, else NanoAODSchema."""
-    import uproot
     from coffea.nanoevents import NanoAODSchema, PFNanoAODSchema
+
+    from jettag.samples.files import open_events
 
     kinds = set()
     for path in files:
-        if not path.is_file():
-            raise JettagError(f"{path}: no such file")
-        try:
-            with uproot.open(path) as f:
-                keys = set(f["Events"].keys())
-        except Exception as err:
-            raise JettagError(f"{path}: cannot read an Events tree ({err})") from None
+        keys = set(open_events(path).keys())
         if "FatJet_msoftdrop" not in keys or "FatJet_pt" not in keys:
             raise JettagError(f"{path}: no FatJet_pt/FatJet_msoftdrop branches (not NanoAOD?)")
         kinds.add("PFCands_pt" in keys)
@@ -324,7 +318,7 @@ def _histogram(args: argparse.Namespace) -> int:
     from jettag.outputs import check_output
 
     check_output(args.out, inputs=args.files, force=args.force)
-    proc = _processor(args)
+    proc = _processor(args, _binning(args))
     out = _run(args.files, proc, args, proc.column)["qcd"]
     record = {
         **proc.settings(),
@@ -380,12 +374,12 @@ def _derive(args: argparse.Namespace) -> int:
     cset = corrections.correction_set([corr], f"jettag DDT map of {ddt_map.score}")
     for note in ddt_map.notes:
         print(f"jettag ddt derive: warning: {note}", file=sys.stderr)
-    closure = ddt.in_sample_closure(histogram, ddt_map)
+    table = _closure_table(ddt_map, ddt.in_sample_closure(histogram, ddt_map), sample)
     with atomic_directory(args.out) as tmp:
         corrections.write(cset, tmp / "ddt_map.json")
         ddt.plot_map(ddt_map, tmp / "ddt_map.png", title=f"DDT map: {ddt_map.score}")
-        (tmp / "closure.md").write_text(_closure_table(ddt_map, closure, sample))
-    print(_closure_table(ddt_map, closure, sample), end="")
+        (tmp / "closure.md").write_text(table)
+    print(table, end="")
     print(f"wrote {args.out / 'ddt_map.json'} (correction {name!r}), ddt_map.png, closure.md")
     return 0
 
@@ -438,7 +432,6 @@ def _report(args: argparse.Namespace) -> int:
     if missing:
         raise JettagError(f"{args.map}: no working point {missing} (has {sorted(keys)})")
     edges = ddt.map_edges(corr)
-    args.map_edges = edges
     merge = args.closure_rho_merge
     closure_rho = edges["rho"][::merge]
     if closure_rho[-1] != edges["rho"][-1]:
@@ -458,7 +451,7 @@ def _report(args: argparse.Namespace) -> int:
         np.add.at(sumw2, groups, totals.variances())
         with np.errstate(invalid="ignore", divide="ignore"):
             map_counts = np.nan_to_num(sumw**2 / sumw2)
-    proc = _processor(args)
+    proc = _processor(args, {"rho_bins": list(edges["rho"]), "pt_edges": list(edges["pt"])})
     qcd = _collect(args.files, proc, args)
     signals = {p.stem: _collect([p], proc, args) for p in args.signal}
     result = decorrelation.report(

@@ -90,18 +90,13 @@ def _read(
 ) -> dict[str, np.ndarray]:
     """msoftdrop, pt and weight of the selected jets of ``paths``."""
     import awkward as ak
-    import uproot
+
+    from jettag.samples.files import open_events
 
     parts: dict[str, list[np.ndarray]] = {"msoftdrop": [], "pt": [], "weight": []}
     for path in paths:
-        if not path.is_file():
-            raise InputFileError(f"{path}: no such file")
-        try:
-            tree = uproot.open(f"{path}:Events")
-            keys = set(tree.keys())
-        except Exception as err:  # uproot raises several kinds for non-ROOT input
-            detail = " ".join(str(err).split())[:200]
-            raise InputFileError(f"{path}: cannot read an Events tree ({detail})") from None
+        tree = open_events(path)
+        keys = set(tree.keys())
         missing = [b for b in _BRANCHES if b not in keys]
         if missing:
             raise InputFileError(f"{path}: no branch {', '.join(missing)} in its Events tree")

@@ -13,7 +13,16 @@ from typing import Any
 
 import uproot
 
-__all__ = ["METADATA_KEY", "TRUTH_TREE", "file_info", "read_metadata", "truth_sidecar_path"]
+from jettag.errors import InputFileError
+
+__all__ = [
+    "METADATA_KEY",
+    "TRUTH_TREE",
+    "file_info",
+    "open_events",
+    "read_metadata",
+    "truth_sidecar_path",
+]
 
 #: Name of the JSON string (a ``TObjString``) holding the generation metadata.
 METADATA_KEY = "jettag_metadata"
@@ -45,3 +54,20 @@ def file_info(path: str | Path) -> dict[str, Any]:
     except ValueError:
         pass
     return info
+
+
+def open_events(path: str | Path) -> Any:
+    """The ``Events`` tree of ``path`` (an uproot TTree).
+
+    A missing file, or one uproot cannot read as ROOT with an ``Events`` tree,
+    gives an :class:`~jettag.errors.InputFileError` naming it in one line.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputFileError(f"{path}: no such file")
+    try:
+        return uproot.open(f"{path}:Events")
+    except Exception as err:  # uproot raises several kinds for non-ROOT input
+        detail = " ".join(str(err).split())[:200]
+        raise InputFileError(f"{path}: cannot read an Events tree ({detail})") from None
+
