@@ -130,8 +130,11 @@ def _check(name: str, report: dict) -> list[tuple[str, bool | None, str]]:
             f"{name} 1/JSD at 5% vs ceiling",
             (frac is not None and frac >= 0.8) if enough else None,
             f"DDT {s_d.get('inverse_jsd') or float('nan'):.1f}, fixed {s_f.get('inverse_jsd') or float('nan'):.1f}, "
-            f"random ceiling {wp['inverse_jsd_random_cut'] or float('nan'):.1f} -> DDT at "
-            f"{(frac or float('nan')):.0%} of ceiling; {n} QCD jets ({report['n_qcd_effective']} effective)"
+            f"random ceiling {wp['inverse_jsd_random_cut'] or float('nan'):.1f} "
+            f"(16-84% of {wp.get('random_draws')} random cuts: "
+            f"{'-'.join(f'{b:.0f}' for b in wp.get('inverse_jsd_random_cut_band') or [])}) -> DDT at "
+            f"{(frac or float('nan')):.0%} of ceiling, above {s_d.get('random_cut_percentile') or 0:.0%} "
+            f"of random cuts; {n} QCD jets ({report['n_qcd_effective']} effective)"
             + ("" if enough else f" < {MIN_TEST_JETS}: too few"),
         )
     )

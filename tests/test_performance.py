@@ -14,6 +14,8 @@ from jettag.performance import (
     background_rejection_point,
     effective_count,
     mass_sculpting,
+    random_cut_inverse_jsd,
+    random_cut_inverse_jsd_draws,
     roc_curve,
     signal_efficiency_at,
     signal_efficiency_point,
@@ -168,3 +170,19 @@ def test_mass_sculpting_keeps_the_requested_efficiency_or_says_why_not():
     w[np.argmax(scores)] = 0.3 / 0.7 * 499
     heavy = mass_sculpting(scores, rng.uniform(40, 250, 500), 0.05, weights=w)
     assert heavy["inverse_jsd"] is None and heavy["n_background_pass_effective"] == pytest.approx(1)
+
+
+def test_random_cut_draws_spread_and_where_a_cut_falls_among_them():
+    """A cut that does not sculpt lies inside the random cuts' spread; one that does, below all."""
+    rng = np.random.default_rng(7)
+    mass = rng.uniform(40, 250, 20_000)
+    draws = random_cut_inverse_jsd_draws(mass, 0.05, draws=100)
+    assert draws.size == 100
+    median = random_cut_inverse_jsd(mass, 0.05, draws=100)
+    assert median == pytest.approx(np.median(draws))
+    # the statistic is chi-square-like: random cuts scatter widely around their median
+    assert np.percentile(draws, 16) < 0.9 * median < median < np.percentile(draws, 84) / 0.9
+    fair = mass_sculpting(rng.uniform(0, 1, mass.size), mass, 0.05)["inverse_jsd"]
+    assert 0.0 < np.mean(draws < fair) < 1.0
+    sculpt = mass_sculpting(mass / 250 + rng.normal(0, 0.2, mass.size), mass, 0.05)["inverse_jsd"]
+    assert np.mean(draws < sculpt) == 0.0

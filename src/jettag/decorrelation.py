@@ -235,7 +235,7 @@ def report(
     msd_edges: Sequence[float] = tuple(range(40, 251, 10)),
     rho_profile_edges: Sequence[float] | None = None,
     min_expected: float = MIN_EXPECTED_PASSING,
-    random_draws: int = 20,
+    random_draws: int = 200,
     map_counts: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """The decorrelation report of a DDT map on independent QCD (and signal) jets.
@@ -246,7 +246,9 @@ def report(
     takes). For each efficiency: the fixed raw-score cut of the same weighted QCD
     efficiency on these jets; for both cuts the (rho, pT) closure, the pass rate
     against msoftdrop, rho and pT, 1/JSD of passing vs failing QCD msoftdrop at
-    that efficiency with the random-cut ceiling, and each signal's efficiency.
+    that efficiency against ``random_draws`` random cuts of the same efficiency
+    on the same jets (their median, the ceiling; their 16-84% band; the cut's
+    percentile among them), and each signal's efficiency.
     ``map_counts``: see :func:`closure` (applies to the DDT cut only).
     """
     msd_edges = np.asarray(msd_edges, dtype=float)
@@ -274,10 +276,15 @@ def report(
             "ddt": (ddt_value > 0, ddt_value),
         }
         wp: dict[str, Any] = {"efficiency": eps, "fixed_threshold": threshold, "cuts": {}}
-        ceiling = performance.random_cut_inverse_jsd(
+        draws = performance.random_cut_inverse_jsd_draws(
             qcd["msoftdrop"], eps, weights=w, bins=msd_edges, draws=random_draws
         )
+        ceiling = float(np.median(draws)) if draws.size else None
         wp["inverse_jsd_random_cut"] = ceiling
+        wp["inverse_jsd_random_cut_band"] = (
+            [float(v) for v in np.percentile(draws, [16, 84])] if draws.size else None
+        )
+        wp["random_draws"] = int(draws.size)
         for name, (passed, value) in cuts.items():
             ranking = value if (name == "ddt" or signal_like == "high") else -value
             entry = {
@@ -303,6 +310,10 @@ def report(
             inv = entry["sculpting"].get("inverse_jsd")
             entry["sculpting"]["fraction_of_random_ceiling"] = (
                 inv / ceiling if inv is not None and ceiling else None
+            )
+            # the cut's place among random cuts: ~uniform in [0, 1] if it does not sculpt
+            entry["sculpting"]["random_cut_percentile"] = (
+                float(np.mean(draws < inv)) if inv is not None and draws.size else None
             )
             for sname, jets in (signals or {}).items():
                 if name == "fixed":
@@ -334,6 +345,10 @@ def _fmt(x: Any, spec: str = ".3g") -> str:
     return "n/a" if x is None else format(x, spec)
 
 
+def _band(band: Sequence[float] | None) -> str:
+    return "" if band is None else f" ({band[0]:.0f}-{band[1]:.0f})"
+
+
 def markdown(result: dict[str, Any], title: str = "DDT decorrelation report") -> str:
     """The report as markdown tables (figures with the counts behind them)."""
     lines = [
@@ -361,7 +376,10 @@ def markdown(result: dict[str, Any], title: str = "DDT decorrelation report") ->
         f"{MIN_EXPECTED_PASSING:g} effective passing jets, against the target "
         f"(acceptance: chi2/bin <= {MAX_CHI2_PER_BIN}, no bin off by more than "
         f"{MAX_RELATIVE_DEVIATION:.0%}). Sculpting: 1/JSD of passing vs failing QCD "
-        "msoftdrop; the ceiling is the median over random cuts of the same efficiency.",
+        "msoftdrop; the ceiling is the median over random cuts of the same efficiency "
+        "(16-84% of them in the band beside it), and the percentile is the fraction of "
+        "random cuts with a lower 1/JSD (about uniform for a cut that does not sculpt; "
+        "near 0 for one that does).",
         "",
         "| "
         + " | ".join(
@@ -374,13 +392,14 @@ def markdown(result: dict[str, Any], title: str = "DDT decorrelation report") ->
                 "max rel. dev.",
                 "spread",
                 "1/JSD",
-                "ceiling",
+                "ceiling (16-84%)",
                 "of ceiling",
+                "percentile",
                 *(f"eff. {k}" for k in result["signals"]),
             ]
         )
         + " |",
-        "|" + "---|" * (10 + len(result["signals"])),
+        "|" + "---|" * (11 + len(result["signals"])),
     ]
     for wp in result["working_points"]:
         for name, entry in wp["cuts"].items():
@@ -400,8 +419,9 @@ def markdown(result: dict[str, Any], title: str = "DDT decorrelation report") ->
                 _fmt(c["max_relative_deviation"], ".1%"),
                 _fmt(c["spread"], ".3f"),
                 _fmt(s.get("inverse_jsd"), ".1f") + flag,
-                _fmt(wp["inverse_jsd_random_cut"], ".1f"),
+                _fmt(wp["inverse_jsd_random_cut"], ".1f") + _band(wp.get("inverse_jsd_random_cut_band")),
                 _fmt(s.get("fraction_of_random_ceiling"), ".0%"),
+                _fmt(s.get("random_cut_percentile"), ".0%"),
             ]
             row += [_fmt(v, ".3f") for v in entry["signal_efficiency"].values()]
             lines.append("| " + " | ".join(row) + " |")
