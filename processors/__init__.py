@@ -15,10 +15,15 @@ Shipped:
 * ``"ddt-histogram"`` (:class:`~jettag.processors.ddt_map.DDTHistogramProcessor`):
   the (rho, pT, score) histogram of QCD fat jets that :func:`jettag.ddt.derive_map`
   turns into a DDT map.
+* ``"sf-gbb"`` (:class:`~jettag.processors.gbb.GbbProxyProcessor`): the g->bb
+  proxy for tagging scale factors: muon-tagged fat jets (a muon in each soft-drop
+  subjet), ln(SV mass) templates in pass and fail of each working point, by pT.
+* ``"sf-zbb"`` (:class:`~jettag.processors.zbb.ZbbProxyProcessor`): the Z->bb
+  proxy: the leading fat jet, msoftdrop templates in pass and fail of each working
+  point, by pT, with Z->bb/cc/qq and QCD truth categories for MC.
 
-Planned, each with its own issue: the g->bb and Z->bb proxy selections for
-scale factors, and an example analysis that consumes tagger scores, DDT maps
-and scale factors.
+Planned, with its own issue: an example analysis that consumes tagger scores,
+DDT maps and scale factors.
 """
 
 from __future__ import annotations
@@ -65,3 +70,5 @@ def get(name: str) -> type:
 
 
 register("ddt-histogram", ".ddt_map:DDTHistogramProcessor")
+register("sf-gbb", ".gbb:GbbProxyProcessor")
+register("sf-zbb", ".zbb:ZbbProxyProcessor")
