@@ -109,6 +109,7 @@ def _folds(name: str, score: list[str], args: argparse.Namespace) -> list[dict]:
     reports = []
     for i, test in enumerate(args.derive):
         fold = out / f"fold-{test.stem}"
+        fold.mkdir(exist_ok=True)
         others = [h for j, h in enumerate(hists) if j != i]
         if not (fold / "map" / "ddt_map.json").exists():
             _jettag("ddt", "derive", *others, "--efficiencies", EFFICIENCIES, "--out", str(fold / "map"), "--force")
