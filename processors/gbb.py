@@ -49,10 +49,13 @@ NanoAOD before v9) is refused in one line naming the file and branch.
 
 Weights: ``genWeight`` for MC. jettag's gbb_mu generates 80% of its events with
 every weakly decaying B hadron forced into a muon channel and weights them back
-with the exact balance-heuristic weight; ``genWeight`` is already the product of
-that forced-decay weight and the pT-hat bias weight, so weighted MC is the
-natural population. Pseudo-data (``--tune data``) are written unweighted: they are
-the forced-decay population itself, with natural pT-hat.
+with the exact balance-heuristic weight; ``genWeight`` is the product of that
+forced-decay weight and the pT-hat bias weight, so with ``population="natural"``
+(the default) weighted MC is the natural population. Pseudo-data (``--tune data``)
+are written unweighted: they are the forced-decay population itself, with natural
+pT-hat. ``population="forced"`` weights MC by ``genWeight / jettag_forcedDecayWeight``
+(the pT-hat weight alone), the population of the pseudo-data: the g->bb closure on
+jettag pseudo-data uses it, so that MC and pseudo-data describe the same jets.
 
 Output, accumulatable across chunks::
 
@@ -77,6 +80,7 @@ import numpy as np
 from coffea import processor
 from coffea.analysis_tools import PackedSelection
 
+from jettag.samples.files import FORCED_DECAY_WEIGHT
 from jettag.scalefactors import selection as sel
 from jettag.scalefactors.templates import make_template_hist
 from jettag.scalefactors.workingpoints import WorkingPoints
@@ -125,6 +129,9 @@ class GbbProxyProcessor(processor.ProcessorABC):
         force data (True) or MC (False); None: from the metadata or ``genWeight``.
     weight:
         the MC event-weight branch (``"genWeight"``); None: unweighted.
+    population:
+        ``"natural"`` (MC weighted by ``weight``) or ``"forced"`` (divided by jettag's
+        ``jettag_forcedDecayWeight``: the forced-decay population of jettag's pseudo-data).
     tagger_options:
         keyword arguments for ``taggers.resolve`` (``threads``, ``device``, ...).
     """
@@ -152,8 +159,11 @@ class GbbProxyProcessor(processor.ProcessorABC):
         phase_space: bool = False,
         is_data: bool | None = None,
         weight: str | None = "genWeight",
+        population: Literal["natural", "forced"] = "natural",
         tagger_options: Mapping[str, Any] | None = None,
     ) -> None:
+        if population not in ("natural", "forced"):
+            raise ValueError(f"population must be 'natural' or 'forced', got {population!r}")
         if muons not in ("double", "single"):
             raise ValueError(f"muons must be 'double' or 'single', got {muons!r}")
         if sv_leading not in ("dxysig", "pt"):
@@ -179,6 +189,7 @@ class GbbProxyProcessor(processor.ProcessorABC):
         self.phase_space = phase_space
         self.is_data = is_data
         self.weight = weight
+        self.population = population
 
     def histogram(self) -> hist.Hist:
         """An empty template histogram (the spec's layout)."""
@@ -203,6 +214,7 @@ class GbbProxyProcessor(processor.ProcessorABC):
             },
             "variation": self.variation,
             "weight": self.weight,
+            "population": self.population,
         }
 
     def process(self, events: Any) -> dict[str, dict[str, Any]]:
@@ -216,13 +228,20 @@ class GbbProxyProcessor(processor.ProcessorABC):
                         why=_MC_TRUTH)  # fmt: skip
             if self.weight is not None:
                 sel.require(events, [self.weight], source=source, why="the MC event weight")
+            if self.weight is not None and self.population == "forced":
+                sel.require(events, [FORCED_DECAY_WEIGHT], source=source,
+                            why='population="forced": the forced-decay weight')  # fmt: skip
         jets = events.FatJet
 
         # compute, per jet: score, muons in each subjet, leading SV mass, truth category
         score = self.score(events, source=source)
         n_mu1, n_mu2 = sel.muons_per_subjet(events, **self.muon_cuts)
         sv_mass = sel.leading_sv_mass(events, leading=self.sv_leading, source=source)
-        weight = ak.broadcast_arrays(sel.event_weight(events, is_data, self.weight), jets.pt)[0]
+        event_weight = sel.event_weight(events, is_data, self.weight)
+        if not is_data and self.weight is not None and self.population == "forced":
+            prefix, _, name = FORCED_DECAY_WEIGHT.partition("_")  # NanoEvents: events.jettag.<name>
+            event_weight = event_weight / ak.to_numpy(events[prefix][name]).astype(float)
+        weight = ak.broadcast_arrays(event_weight, jets.pt)[0]
         columns = {"pt": jets.pt, "eta": jets.eta, "msoftdrop": jets.msoftdrop, "score": score,
                    "n_mu1": n_mu1, "n_mu2": n_mu2, "sv_mass": sv_mass, "weight": weight}  # fmt: skip
         if not is_data:

@@ -9,6 +9,20 @@ real file.
 Counters (``nFatJet`` ...) are written by uproot as int32 where CMS writes
 uint32; coffea reads both the same way.
 
+One event branch is jettag's own, not CMS's: ``jettag_forcedDecayWeight``
+(:data:`FORCED_DECAY_WEIGHT`, float32, simulation only, in every simulated file):
+the importance weight of the forced semileptonic B decays
+(:func:`jettag.generator.pythia.forced_decay_weights`; 1 in every event of a
+process without forced decays). ``genWeight`` already includes it (``genWeight``
+= pT-hat bias weight x forced-decay weight: the natural population), so
+``genWeight / jettag_forcedDecayWeight`` is the pT-hat bias weight alone: MC
+weighted so describes the forced population, as the unweighted pseudo-data do.
+It is named as NanoAOD names generator weights (``Collection_field``, as
+``LHEWeight_originalXWGTUP``) under a ``jettag`` prefix that no CMS branch has;
+coffea reads it as ``events.jettag.forcedDecayWeight``. Pseudo-data keep it out of
+``Events`` (data carry no weights) and in their truth sidecar
+(``Truth/forcedDecayWeight``).
+
 Cross-references: coffea's schema resolves a fixed list of index branches
 (``NanoAODSchema.all_cross_references`` and PFNano's additions, such as
 ``Muon_jetIdx -> Jet``) and warns about each one a file lacks. Every one is
@@ -39,12 +53,14 @@ import numpy as np
 import uproot
 
 from jettag.generator import columnar
+from jettag.samples import files
 from jettag.samples.files import METADATA_KEY, TRUTH_TREE, truth_sidecar_path
 
 __all__ = [
     "BRANCHES",
     "EMPTY_COLLECTIONS",
     "EVENT_BRANCHES",
+    "FORCED_DECAY_WEIGHT",
     "MC_ONLY",
     "TRUTH_FATJET_FIELDS",
     "UNMATCHED",
@@ -130,12 +146,17 @@ BRANCHES: dict[str, dict[str, str]] = {
     "GenFatJetSVs": {"jetIdx": I4, "sVIdx": I4},
 }  # fmt: skip
 
+#: jettag's own event branch: the forced-decay weight alone (see the module doc);
+#: defined in ``jettag.samples.files`` with the other names readers need.
+FORCED_DECAY_WEIGHT = files.FORCED_DECAY_WEIGHT
+
 #: Flat (one value per event) branches.
 EVENT_BRANCHES: dict[str, str] = {
     "run": U4,
     "luminosityBlock": U4,
     "event": U8,
     "genWeight": F4,
+    FORCED_DECAY_WEIGHT: F4,
     "PV_npvs": I4,
     "PV_npvsGood": I4,
     "PV_x": F4,
@@ -177,7 +198,7 @@ MC_ONLY: dict[str, tuple[str, ...]] = {
     # targets, SV and SubGenJetAK8, do not start with "Gen"): pseudo-data keep them, empty
     "GenJetSVs": ("jetIdx",),
     "GenFatJetSVs": ("jetIdx",),
-    "": ("genWeight",),
+    "": ("genWeight", FORCED_DECAY_WEIGHT),
 }
 
 #: Fat-jet truth written to the pseudo-data sidecar (the ``Truth`` tree).

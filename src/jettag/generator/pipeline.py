@@ -46,6 +46,7 @@ import numpy as np
 
 from jettag import __version__
 from jettag.errors import JettagError, OutputError
+from jettag.generator.pfnano import FORCED_DECAY_WEIGHT
 from jettag.generator.processes import Process, get_process
 from jettag.generator.pythia import MixtureSource, PythiaSource, make_source, pythia_seed
 from jettag.generator.tunes import Tune
@@ -198,6 +199,7 @@ def simulate_chunk(
     source, rng = chunk_source(proc, tune, seed, index)
     kept: list[dict[str, ak.Array]] = []
     weights: list[np.ndarray] = []
+    decay_weights: list[np.ndarray] = []
     components: list[np.ndarray] = []
     n_kept = 0
     n_tried = 0
@@ -210,6 +212,7 @@ def simulate_chunk(
         take = np.arange(min(len(selected), n_events - n_kept))
         kept.append({k: v[take] for k, v in collections.items()})
         weights.append(ak.to_numpy(generated["weight"])[selected[take]])
+        decay_weights.append(ak.to_numpy(generated["forced_decay_weight"])[selected[take]])
         if "component" in generated.fields:
             components.append(ak.to_numpy(generated["component"])[selected[take]])
         n_kept += len(take)
@@ -230,6 +233,8 @@ def simulate_chunk(
         "luminosityBlock": np.full(n_events, index + 1, np.uint32),
         "event": np.arange(first_event, first_event + n_events, dtype=np.uint64),
         "genWeight": np.concatenate(weights).astype(np.float32),
+        # the forced-decay factor of genWeight alone (simulation only, see pfnano's doc)
+        FORCED_DECAY_WEIGHT: np.concatenate(decay_weights).astype(np.float32),
         "PV_npvs": np.ones(n_events, np.int32),
         "PV_npvsGood": np.ones(n_events, np.int32),
         # the simulated primary vertex sits at the origin (Pythia's default)
@@ -240,6 +245,10 @@ def simulate_chunk(
     if components:
         # which component of a mixture made each event: truth, for the sidecar
         event_fields["truth_process"] = np.concatenate(components).astype(np.int32)
+    if not tune.is_mc:
+        # pseudo-data are unweighted (the forced population, for gbb_mu); the sidecar keeps
+        # the weight that takes their truth to the natural population
+        event_fields["truth_forcedDecayWeight"] = event_fields[FORCED_DECAY_WEIGHT]
     return ChunkResult(
         collections=merged,
         event_fields=event_fields,
@@ -335,6 +344,8 @@ def _metadata(proc: Process, tune: Tune, seed: int, chunk_size: int, n_requested
         "n_requested": n_requested,
         "complete": False,
         "weighted": bool(proc.bias) and tune.is_mc,
+        # fraction of events generated with forced semileptonic B decays (jettag.generator.pythia)
+        "forced_muon_fraction": proc.forced_muon_fraction,
         "event_filter": proc.event_filter,
         "pythia_settings": list(proc.pythia_settings(tune))
         if not proc.components

@@ -14,7 +14,10 @@ daughter1, daughter2`` (Pythia indices), ``px, py, pz, e, mass`` (GeV),
 ``vx, vy, vz, vt`` (production vertex, mm, Pythia units), ``tau`` (proper
 lifetime, mm/c).
 
-Event-level fields: ``weight`` (the generator weight).
+Event-level fields: ``weight`` (the generator weight: Pythia's, times the
+forced-decay weight below) and ``forced_decay_weight`` (the forced-decay weight
+alone, 1 for a process without forced decays), so that ``weight /
+forced_decay_weight`` is Pythia's weight (the pT-hat bias weight) alone.
 
 Forced semileptonic B decays (``Process.forced_muon_fraction = q > 0``): a
 fraction q of each batch comes from a second Pythia in which every weakly
@@ -27,8 +30,14 @@ exact by the balance-heuristic weight, a function of the event alone:
 where A = 1 if every weakly decaying B hadron B_i of the event decayed
 through a muon channel (a direct muon daughter), else 0, and BR_mu is the
 natural branching fraction into those channels (events without B hadrons have
-A = 1 and an empty product: w = 1). Weighted distributions equal
-the natural ones; unweighted, the sample is rich in muons from b decays.
+A = 1 and an empty product: w = 1; events in which some B hadron decayed
+without a muon can only come from the natural Pythia: w = 1 / (1 - q)).
+Weighted distributions equal the natural ones; unweighted, the sample is the
+*forced population* (the mixture itself), rich in muons from b decays. The
+generator writes w on its own (``jettag_forcedDecayWeight``, see
+``jettag.generator.pfnano``) besides the product in ``genWeight``, so that an
+analysis may describe either population; pseudo-data, unweighted, are the
+forced population.
 """
 
 from __future__ import annotations
@@ -212,9 +221,10 @@ class PythiaSource:
         return pythia
 
     def next_batch(self, n_events: int) -> ak.Array:
-        """Generate ``n_events`` events; returns ``{particles, weight}`` records."""
+        """Generate ``n_events`` events: ``{particles, weight, forced_decay_weight}`` records."""
         if self._forced is None:
-            return to_particle_table(self._pythia.nextBatch(n_events))
+            batch = to_particle_table(self._pythia.nextBatch(n_events))
+            return ak.with_field(batch, np.ones(len(batch)), "forced_decay_weight")
         n_forced = round(self.forced_fraction * n_events)
         parts = [to_particle_table(self._forced.nextBatch(n_forced))] if n_forced else []
         if n_events - n_forced:
@@ -223,7 +233,8 @@ class PythiaSource:
         decay_weight = forced_decay_weights(
             batch["particles"], self.muon_fractions, self.forced_fraction
         )
-        return ak.with_field(batch, batch["weight"] * decay_weight, "weight")
+        batch = ak.with_field(batch, batch["weight"] * decay_weight, "weight")
+        return ak.with_field(batch, decay_weight, "forced_decay_weight")
 
     def cross_sections_pb(self) -> dict[str, float]:
         """Pythia's estimate of the generated cross section, in pb, by process name."""
@@ -236,7 +247,8 @@ class MixtureSource:
     Each batch holds ``round(fraction * n)`` events of each component (the last
     takes the rest), in a random order drawn from the seed; the field
     ``component`` tells which component (index into ``process.components``)
-    made each event. Events are unweighted: a mixture is pseudo-data.
+    made each event. Events are unweighted: a mixture is pseudo-data
+    (``forced_decay_weight`` is the components', for the truth sidecar).
     """
 
     def __init__(self, process: Process, tune: str | Tune, seed: int):
@@ -253,7 +265,7 @@ class MixtureSource:
         self._rng = np.random.default_rng(sequences[-1])
 
     def next_batch(self, n_events: int) -> ak.Array:
-        """``n_events`` mixed events: ``{particles, weight, component}`` records."""
+        """``n_events`` mixed events: ``{particles, weight, forced_decay_weight, component}``."""
         sizes = np.round(self._fractions * n_events).astype(int)
         sizes[-1] = n_events - sizes[:-1].sum()
         parts = []

@@ -16,6 +16,7 @@ import uproot
 from jettag.errors import InputFileError
 
 __all__ = [
+    "FORCED_DECAY_WEIGHT",
     "METADATA_KEY",
     "TRUTH_TREE",
     "file_info",
@@ -29,6 +30,11 @@ METADATA_KEY = "jettag_metadata"
 
 #: Name of the truth tree in a pseudo-data sidecar file.
 TRUTH_TREE = "Truth"
+
+#: jettag's event branch holding the forced-decay weight alone (simulation only; 1 for
+#: processes without forced decays): ``genWeight / FORCED_DECAY_WEIGHT`` is the pT-hat
+#: weight alone, which describes the forced-decay population the pseudo-data are in.
+FORCED_DECAY_WEIGHT = "jettag_forcedDecayWeight"
 
 
 def truth_sidecar_path(path: str | Path) -> Path:
