@@ -25,7 +25,18 @@ __all__ = ["build_parser", "main"]
 
 
 def _commands() -> dict[str, ModuleType]:
-    from jettag.cli import ddt, demo, evaluate, flatten, generate, imbalance, tag, taggers, train
+    from jettag.cli import (
+        ddt,
+        demo,
+        evaluate,
+        flatten,
+        generate,
+        imbalance,
+        sf,
+        tag,
+        taggers,
+        train,
+    )
 
     return {
         "demo": demo,
@@ -36,6 +47,7 @@ def _commands() -> dict[str, ModuleType]:
         "evaluate": evaluate,
         "flatten": flatten,
         "ddt": ddt,
+        "sf": sf,
         "imbalance-study": imbalance,
     }
 
@@ -49,8 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "jettag: columnar jet tagging for coffea. Generate PFNano events, run ONNX "
             "taggers (weaver format) on (PF)NanoAOD, train and evaluate the reference "
-            "taggers, derive DDT maps (jettag ddt). Planned: scale factors (jettag sf), "
-            "runs on a dask cluster (jettag run)."
+            "taggers, derive DDT maps (jettag ddt) and flat-mass weights (jettag flatten), fit "
+            "data/MC scale factors (jettag sf). Planned: runs on a dask cluster (jettag run)."
         ),
     )
     parser.add_argument("--version", action="version", version=f"jettag {__version__}")

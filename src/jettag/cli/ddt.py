@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from jettag.cli._args import add_force, positive_int
+from jettag.cli._events import nanoaod_schema
 from jettag.errors import JettagError
 
 DEFAULT_EFFICIENCIES = "0.005,0.01,0.02,0.05"
@@ -250,25 +251,6 @@ def _processor(args: argparse.Namespace, binning: dict[str, Any]) -> Any:
         raise JettagError(str(err)) from None
 
 
-def _schema(files: list[Path], column: str | None) -> Any:
-    """PFNanoAODSchema when the files hold PF candidates, else NanoAODSchema."""
-    from coffea.nanoevents import NanoAODSchema, PFNanoAODSchema
-
-    from jettag.samples.files import open_events
-
-    kinds = set()
-    for path in files:
-        keys = set(open_events(path).keys())
-        if "FatJet_msoftdrop" not in keys or "FatJet_pt" not in keys:
-            raise JettagError(f"{path}: no FatJet_pt/FatJet_msoftdrop branches (not NanoAOD?)")
-        kinds.add("PFCands_pt" in keys)
-        if column is not None and f"FatJet_{column}" not in keys:
-            raise JettagError(f"{path}: no branch FatJet_{column} (the --score column)")
-    if len(kinds) > 1:
-        raise JettagError("mixing PFNano and plain NanoAOD files in one run; run them separately")
-    return PFNanoAODSchema if kinds.pop() else NanoAODSchema
-
-
 def _run(files: list[Path], proc: Any, args: argparse.Namespace, column: str | None) -> Any:
     """coffea's Runner over ``files`` (one dataset), local processes when --workers > 1.
 
@@ -276,7 +258,7 @@ def _run(files: list[Path], proc: Any, args: argparse.Namespace, column: str | N
     """
     from coffea import processor
 
-    schema = _schema(files, column)
+    schema = nanoaod_schema(files, column)
     executor = (
         processor.FuturesExecutor(workers=args.workers, status=False)
         if args.workers > 1
