@@ -16,7 +16,7 @@ and checks the acceptance figures of issue 9 on the independent test sample:
   test jets), and for n2b1 >= 5x the fixed cut's.
 
 Both figures are noisy on one test sample: a chi2 over 4-6 bins, and a 1/JSD
-that scatters like a chi-square over the 21 mass bins (a third of purely random
+that scatters like a chi-square over the 21 mass bins (about a quarter of purely random
 cuts fall below 80% of the ceiling). ``--folds`` therefore also cross-validates:
 each derivation file in turn is the test sample of a map derived from the other
 files; the closure chi2 is pooled over the tested bins of all folds and the
@@ -153,7 +153,7 @@ def _pooled(name: str, reports: list[dict]) -> list[tuple[str, bool | None, str]
                 rows.append((figure, None, "no bin expects 50 passing jets in any fold"))
                 continue
             chi2 = float(np.mean(pulls2))
-            ok = chi2 <= 1.5 and max(devs) <= 0.30
+            ok = bool(chi2 <= 1.5 and max(devs) <= 0.30)
             rows.append(
                 (
                     figure,
@@ -175,7 +175,7 @@ def _pooled(name: str, reports: list[dict]) -> list[tuple[str, bool | None, str]
         rows.append(
             (
                 f"{name} 1/JSD at 5% vs ceiling, {len(fracs)} folds",
-                mean >= 0.8,
+                bool(mean >= 0.8),
                 f"DDT at {mean:.0%} +- {err:.0%} of the random ceiling on average (folds: "
                 f"{', '.join(f'{f:.0%}' for f in fracs)}; above {', '.join(f'{p:.0%}' for p in pct)} "
                 f"of random cuts); {n_jets} QCD jets in all",

@@ -346,7 +346,7 @@ def random_cut_inverse_jsd_draws(
     A random selection does not sculpt at all; its 1/JSD measures only the
     statistical fluctuations of these jets' passing and failing mass histograms.
     The draws' spread is wide (1/JSD is a chi-square-like statistic with as many
-    degrees of freedom as mass bins: with 21 bins, a third of random cuts lie
+    degrees of freedom as mass bins: with 21 bins, about a quarter of random cuts lie
     below 80% of the median), so a single cut's 1/JSD is compared with the
     whole distribution, not only its median. Draws giving no figure are dropped.
     """
