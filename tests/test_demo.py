@@ -13,7 +13,7 @@ import pytest
 from jettag.cli import build_parser, main
 from jettag.generator import validation
 
-#: 60 events per sample, one worker: about 25 s on the 2-core development machine.
+#: 60 events per sample, one worker: about 35 s on the 2-core development machine.
 SMALL = ["--events", "60", "--workers", "1"]
 
 
@@ -43,7 +43,7 @@ def first_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 def test_demo_finishes_and_ends_with_where_its_outputs_are(first_run):
     assert first_run["code"] == 0, first_run["text"]
-    assert first_run["seconds"] < 180  # about 25 s here; generous for a slow CI machine
+    assert first_run["seconds"] < 180  # about 35 s here; generous for a slow CI machine
     lines = first_run["text"].rstrip().splitlines()
     tail = {line.split(": ", 1)[0]: line.split(": ", 1)[1] for line in lines[-4:]}
     assert set(tail) == {"samples", "tables", "plots", "figures (JSON)"}
@@ -64,7 +64,12 @@ def test_demo_suggests_only_commands_that_exist(first_run):
     assert {"evaluate", "tag", "taggers"} <= set(commands)
     assert set(commands) <= _subcommands()
     assert "--tagger pnet-lite" in text and "--model pnet-lite" in text
-    assert "planned" in text  # DDT maps and scale factors are not commands yet
+    sf = [line.split() for line in text.splitlines() if line.startswith("  jettag sf ")]
+    assert [words[2] for words in sf] == ["histogram", "histogram", "fit"]
+    # the demo's own SF fit, redone by the command: same working points and pT bin
+    histogram = sf[0]
+    assert histogram[histogram.index("--pt-edges") + 1] == "300,1000"
+    assert Path(histogram[histogram.index("--working-points") + 1]).is_file()
 
 
 def test_demo_prints_the_counts_behind_its_figures(first_run):
@@ -86,6 +91,45 @@ def test_demo_prints_the_counts_behind_its_figures(first_run):
     assert "n/a (the nearest cut passes" in text
     evaluation = _strict((out / "tagging" / "evaluation.json").read_text())
     assert evaluation["pnet-lite"]["signals"]["Xbb"]["mass_sculpting"]["qcd_efficiency"] == 0.05
+
+
+def test_demo_measures_zbb_scale_factors_beside_the_pseudodata_truth(first_run):
+    text, out = first_run["text"], first_run["out"]
+    figures = _strict((out / "figures.json").read_text())
+    lines = text.splitlines()
+    title = next(i for i, line in enumerate(lines) if line.startswith("Scale factors: the Z->bb"))
+    assert "pseudo-data" in lines[title] and "one pT bin 300-1000 GeV" in lines[title]
+    assert lines[title + 1].startswith("| proxy | WP | pT [GeV] | SF |")  # jettag sf fit's table
+    fits = [line.split(" | ") for line in lines[title + 3 : title + 6]]
+    assert [cells[1] for cells in fits] == ["L", "M", "T"]
+    # each fitted SF beside the true SF of the pseudo-data (truth sidecar / MC bb jets)
+    compared = next(i for i, line in enumerate(lines) if line.startswith("| WP | cut | fitted SF"))
+    rows = {line.split(" | ")[0][2:]: line for line in lines[compared + 2 : compared + 5]}
+    limited = []
+    for wp, cut in (("L", 0.5), ("M", 0.8), ("T", 0.9)):
+        assert figures[f"sf_zbb_{wp}_cut"] == cut and f"| {cut:g} |" in rows[wp]
+        n_pass = figures[f"sf_zbb_{wp}_n_data_pass"]
+        assert figures[f"sf_zbb_{wp}_stat_limited"] is (n_pass < validation.MIN_JETS)
+        if n_pass < validation.MIN_JETS:
+            limited.append(wp)
+        true = figures[f"sf_zbb_{wp}_true"]
+        assert true is None or f"{true:.3f} ± " in rows[wp]
+        if figures[f"sf_zbb_{wp}_status"] == "ok":
+            assert f"{figures[f'sf_zbb_{wp}']:.3f} +" in rows[wp]
+        else:  # never a number for a failed fit
+            assert figures[f"sf_zbb_{wp}"] is None and "| failed" in rows[wp]
+            assert f"sf.json not written (no number for a failed fit): {wp}, 300-1000 GeV: " in text
+    if limited:
+        assert f"statistics-limited†: {', '.join(limited)}:" in lines[title]
+        assert f"† statistics-limited: fewer than {validation.MIN_JETS} pseudo-data events" in text
+    # sf.json exactly when every bin fits; the outputs are listed at the end
+    failed = figures["sf_zbb_failed"]
+    assert failed == [wp for wp in "LMT" if figures[f"sf_zbb_{wp}_status"] != "ok"]
+    assert (out / "sf" / "sf.json").is_file() is (not failed)
+    tables = lines[-3].split(": ", 1)[1].split(", ")
+    assert str(out.resolve() / "sf" / "sf.md") in tables
+    assert (str(out.resolve() / "sf" / "sf.json") in tables) is (not failed)
+    assert "| WP | cut | fitted SF" in (out / "sf" / "sf.md").read_text()
 
 
 def test_demo_refuses_a_previous_run_unless_forced(first_run, capsys):
