@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import awkward as ak
 import numpy as np
 import pytest
@@ -273,6 +275,77 @@ def test_muon_isolation_synthetic():
     inside = photon_pt[np.abs(pfcands.phi[pfcands.pdgId == 22][0]) < 1]
     assert muons.pfRelIso04_all[0, 0] == pytest.approx(float(inside[0] / muons.pt[0, 0]), rel=1e-5)
     assert muons.pdgId[0, 0] == 13 and muons.charge[0, 0] == -1
+
+
+def _event(tracks: list[tuple[int, float, float, float]]) -> ak.Array:
+    """One event of prompt particles from the origin: (pdgId, pT, eta, phi) each."""
+    rows = [{"pdgId": 90, "status": -11, "mother1": 0, "px": 0.0, "py": 0.0, "pz": 0.0, "e": 0.0}]
+    for pdg, pt, eta, phi in tracks:
+        px, py, pz = pt * np.cos(phi), pt * np.sin(phi), pt * np.sinh(eta)
+        e = float(np.sqrt(px * px + py * py + pz * pz + 0.13957**2))
+        rows.append({"pdgId": pdg, "status": 1, "mother1": 0, "px": px, "py": py, "pz": pz, "e": e})
+    particles = ak.Array([rows])
+    for v in ("vx", "vy", "vz"):
+        particles = ak.with_field(particles, ak.zeros_like(particles.px), v)
+    return particles
+
+
+def test_layer_hits_geometry():
+    """Straight in eta, bent in phi by the sagitta q 0.3 B L^2 / (2 pT); NaN beyond the layer."""
+    from jettag.generator.detector import layer_hits
+
+    zero = np.zeros(3)
+    px, py, pz = np.array([10.0, 10.0, 1.0]), np.zeros(3), np.array([0.0, 11.75, 0.0])
+    phi, z = layer_hits(zero, zero, zero, px, py, pz, np.array([0, 1, -1]), 2.9, 3.8)
+    assert phi[0] == pytest.approx(0.0) and z[0] == pytest.approx(0.0)
+    assert z[1] == pytest.approx(2.9 * 1.175)
+    sagitta = 0.3 * 3.8 * 2.9**2 / 200.0  # cm at 1 GeV
+    assert phi[1] == pytest.approx(-sagitta / 10.0 / 2.9)  # positive tracks turn clockwise
+    assert phi[2] == pytest.approx(+sagitta / 1.0 / 2.9)
+    far = np.full(3, 5.0)
+    phi, _ = layer_hits(far, zero, zero, px, py, pz, np.zeros(3), 2.9, 3.8)
+    assert np.all(np.isnan(phi))
+
+
+def test_dense_core_merging_loses_the_softer_track():
+    """Two pions whose layer-1 hits lie 58 um apart: with track_merge_loss = 1 the softer is
+    lost (it reaches the HCAL as a neutral); the harder one and a far pion stay tracks."""
+    particles = _event([(211, 20.0, 0.3, 1.0), (211, 8.0, 0.3, 1.002), (-211, 8.0, 0.3, 2.0)])
+    base = DetectorResponse(track_eff_barrel=1.0, track_eff_lowpt_drop=0.0)
+    kept = simulate(particles, base, np.random.default_rng(0))[0]
+    assert ak.sum(kept.isTrack) == 3
+    lossy = dataclasses.replace(base, track_merge_loss=1.0)
+    pf = simulate(particles, lossy, np.random.default_rng(0))[0]
+    tracks = pf[pf.isTrack]
+    assert sorted(ak.to_list(tracks.genIdx[0])) == [1, 3]
+    assert 2 in ak.to_list(pf.genIdx[0])  # the lost pion's energy is still seen, as a neutral
+    # 3 mm apart along z (another eta): no merging
+    apart = _event([(211, 20.0, 0.3, 1.0), (211, 8.0, 0.4, 1.002)])
+    assert ak.sum(simulate(apart, lossy, np.random.default_rng(0))[0].isTrack) == 2
+
+
+def test_dense_core_merging_is_a_data_effect(zbb_particles):
+    """The simulation's own dense-core losses are inside its plateau: MC has no extra merging
+    loss (and draws no random numbers for it); pseudo-data lose the softer track of merged
+    pairs, which are mostly B-decay tracks in the jet core."""
+    assert MC_RESPONSE.track_merge_loss == 0.0
+    assert 0.0 < DATA_RESPONSE.track_merge_loss <= 1.0
+    no_merge = dataclasses.replace(DATA_RESPONSE, track_merge_loss=0.0)
+    ref = simulate(zbb_particles, no_merge, np.random.default_rng(5))[0]
+    full = dataclasses.replace(DATA_RESPONSE, track_merge_loss=1.0)
+    pf = simulate(zbb_particles, full, np.random.default_rng(5))[0]
+    assert ak.sum(pf.isTrack) < ak.sum(ref.isTrack)
+
+    def lost_fraction(sel_ref, sel):
+        return 1.0 - ak.sum(sel) / ak.sum(sel_ref)
+
+    def b_tracks(c):
+        return c.isTrack & (c.vertexId >= 0) & (c.pt > 1)
+
+    displaced = lost_fraction(b_tracks(ref), b_tracks(pf))
+    everything = lost_fraction(ref.isTrack, pf.isTrack)
+    assert 0.002 < everything < 0.05
+    assert displaced > 3 * everything
 
 
 def test_data_response_differs(zbb_particles):
