@@ -72,6 +72,7 @@ from coffea import processor
 
 from jettag import ddt
 from jettag.tagger import Tagger
+from jettag.taggers.score import JetScore
 
 __all__ = ["DEFAULT_PT_EDGES", "DEFAULT_RHO_BINS", "DDTHistogramProcessor"]
 
@@ -80,25 +81,6 @@ __all__ = ["DEFAULT_PT_EDGES", "DEFAULT_RHO_BINS", "DDTHistogramProcessor"]
 DEFAULT_RHO_BINS: tuple[int, float, float] = (24, -7.0, -1.0)
 #: pT edges [GeV]: narrow where QCD is plentiful, wide in the tail
 DEFAULT_PT_EDGES: tuple[float, ...] = (300.0, 400.0, 500.0, 650.0, 800.0, 1000.0, 1500.0, 3000.0)
-
-
-def _parse_discriminant(
-    discriminant: str, class_names: Sequence[str]
-) -> tuple[str, tuple[str, ...]]:
-    """``"XbbVsQCD"`` -> ("Xbb", ("Xbb", "QCD")); ``"Xbb"`` -> ("Xbb", ())."""
-    if "Vs" in discriminant:
-        num, _, den = discriminant.partition("Vs")
-        parts = (num, den)
-        denominator: tuple[str, ...] = (num, den)
-    else:
-        num, parts, denominator = discriminant, (discriminant,), ()
-    unknown = [p for p in parts if p not in class_names]
-    if unknown:
-        raise ValueError(
-            f"discriminant {discriminant!r}: unknown class {unknown[0]!r}; the tagger's classes "
-            f"are {list(class_names)} (write a class name or 'AVsB', e.g. 'XbbVsQCD')"
-        )
-    return num, denominator
 
 
 class DDTHistogramProcessor(processor.ProcessorABC):
@@ -159,30 +141,11 @@ class DDTHistogramProcessor(processor.ProcessorABC):
         if signal_like not in ("high", "low"):
             raise ValueError(f"signal_like must be 'high' or 'low', got {signal_like!r}")
         self.signal_like = signal_like
-        self.tagger: Tagger | None = None
+        self.score = JetScore(score, discriminant, tagger_options=tagger_options)
+        self.tagger: Tagger | None = self.score.tagger
         self.discriminant = discriminant
-        self.column: str | None = None
-        if isinstance(score, Tagger) or discriminant is not None:
-            if discriminant is None:
-                raise ValueError(
-                    "a tagger score needs discriminant=, e.g. 'XbbVsQCD' (Xbb / (Xbb + QCD)) or 'Xbb'"
-                )
-            if isinstance(score, Tagger):
-                self.tagger = score
-            else:
-                from jettag import taggers
-
-                self.tagger = taggers.resolve(score, **(tagger_options or {}))
-            self._numerator, self._denominator = _parse_discriminant(
-                discriminant, self.tagger.class_names
-            )
-            description = f"{self.tagger.name} {discriminant}"
-        else:
-            if not isinstance(score, str) or not score:
-                raise ValueError(f"score must be a FatJet column name or a tagger, got {score!r}")
-            self.column = score
-            description = score
-        self.description = description
+        self.column: str | None = self.score.column
+        self.description = description = self.score.description
         self.phase_space = phase_space
         self.weight = weight
         self.abs_eta_max = float(abs_eta_max)
@@ -228,23 +191,6 @@ class DDTHistogramProcessor(processor.ProcessorABC):
         """An empty histogram with this processor's axes."""
         return hist.Hist(*self._axes, storage=hist.storage.Weight())
 
-    def _score(self, events: Any) -> Any:
-        """The score of every fat jet (unselected; jagged like ``events.FatJet``)."""
-        if self.tagger is None:
-            fields = events.FatJet.fields
-            if self.column not in fields:
-                raise KeyError(
-                    f"FatJet has no column {self.column!r}; score columns present: "
-                    f"{sorted(f for f in fields if 'btag' in f or 'Tag' in f or 'Vs' in f or f.startswith('n2'))}"
-                )
-            return events.FatJet[self.column]
-        scores = self.tagger(events)
-        num = scores[self._numerator]
-        if not self._denominator:
-            return num
-        den = sum(scores[c] for c in self._denominator)
-        return ak.where(den > 0, num / den, np.nan)
-
     # ------------------------------------------------------------------ select and compute
     def jets(self, events: Any) -> dict[str, np.ndarray]:
         """The selected jets as flat numpy arrays: ``rho``, ``pt``, ``msoftdrop``, ``score``, ``weight``.
@@ -260,7 +206,7 @@ class DDTHistogramProcessor(processor.ProcessorABC):
         jets = events.FatJet
 
         # compute: the score (taggers read the unselected events), rho, the event weight
-        score = self._score(events)
+        score = self.score(events)
         jet_rho = ddt.rho(jets.msoftdrop, jets.pt)
         if self.weight is not None and self.weight in events.fields:
             event_weight = ak.values_astype(events[self.weight], np.float64)

@@ -84,6 +84,7 @@ from jettag.samples.files import FORCED_DECAY_WEIGHT
 from jettag.scalefactors import selection as sel
 from jettag.scalefactors.templates import make_template_hist
 from jettag.scalefactors.workingpoints import WorkingPoints
+from jettag.taggers.score import JetScore
 
 __all__ = ["DEFAULT_PT_EDGES", "GbbProxyProcessor"]
 
@@ -170,7 +171,7 @@ class GbbProxyProcessor(processor.ProcessorABC):
             raise ValueError(f"sv_leading must be 'dxysig' or 'pt', got {sv_leading!r}")
         if not isinstance(variation, str) or not variation:
             raise ValueError(f"variation must be a non-empty string, got {variation!r}")
-        self.score = sel.JetScore(score, discriminant, tagger_options=tagger_options)
+        self.score = JetScore(score, discriminant, tagger_options=tagger_options)
         self.working_points = WorkingPoints.resolve(working_points, score=self.score.description)
         self.muons = muons
         self.variation = variation

@@ -62,6 +62,7 @@ from jettag.errors import JettagError
 from jettag.scalefactors import selection as sel
 from jettag.scalefactors.templates import make_template_hist
 from jettag.scalefactors.workingpoints import WorkingPoints
+from jettag.taggers.score import JetScore
 
 __all__ = ["DEFAULT_MSD_EDGES", "DEFAULT_PT_EDGES", "ZbbProxyProcessor"]
 
@@ -129,7 +130,7 @@ class ZbbProxyProcessor(processor.ProcessorABC):
             raise ValueError(f"jets must be 'leading' or 'all', got {jets!r}")
         if not isinstance(variation, str) or not variation:
             raise ValueError(f"variation must be a non-empty string, got {variation!r}")
-        self.score = sel.JetScore(score, discriminant, tagger_options=tagger_options)
+        self.score = JetScore(score, discriminant, tagger_options=tagger_options)
         self.working_points = WorkingPoints.resolve(working_points, score=self.score.description)
         self.variation = variation
         self.jets = jets

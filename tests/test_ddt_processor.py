@@ -171,7 +171,7 @@ def test_nanoaod_column_on_real_nanoaod(nano_dy):
     assert result["n_events"] == 40
     assert result["n_jets"] == n_jets
     assert result["ddt"].sum(flow=True).value == pytest.approx(sumw, abs=1e-9)
-    with pytest.raises(KeyError, match="no column 'particleNet_XbbVsQCD'"):
+    with pytest.raises(KeyError, match="no branch FatJet_particleNet_XbbVsQCD"):
         processors.get("ddt-histogram")("particleNet_XbbVsQCD").process(
             _events(nano_dy, "NanoAODSchema")
         )
