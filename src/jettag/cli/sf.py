@@ -523,19 +523,13 @@ def _combine(args: argparse.Namespace) -> int:
         raise JettagError(
             f"{zpath}: tagger {z.get('tagger')!r} differs from {g.get('tagger')!r} of {gpath}"
         )
-    wg = WorkingPoints.from_dict(g, where=f"{gpath}: ")
-    wz = WorkingPoints.from_dict(z, where=f"{zpath}: ")
-    if wg != wz:
-        raise JettagError(
-            f"{zpath}: working points {wz.to_dict()['working_points']} differ from those of "
-            f"{gpath} ({wg.to_dict()['working_points']})"
-        )
+    points = WorkingPoints.require_same(z, zpath, g, gpath)
     tagger = g["tagger"]
     try:
         output.write_sf_file(
             args.out,
             tagger,
-            wg,
+            points,
             {"gbb": g["results"], "zbb": z["results"]},
             inputs=args.results,
             force=args.force,

@@ -220,13 +220,7 @@ def _compatible(record: dict[str, Any], first: dict[str, Any], path: Path, first
             f"{path}: templates of the {a['proxy']} proxy, {first_path} holds {b['proxy']}; "
             "only templates of one proxy add up"
         )
-    wa = WorkingPoints.from_dict(record, where=f"{path}: ")
-    wb = WorkingPoints.from_dict(first, where=f"{first_path}: ")
-    if wa != wb:
-        raise JettagError(
-            f"{path}: working points {wa.to_dict()['working_points']} differ from those of "
-            f"{first_path} ({wb.to_dict()['working_points']})"
-        )
+    WorkingPoints.require_same(record, path, first, first_path)
     if record.get("selection") != first.get("selection"):
         raise JettagError(
             f"{path}: selection {record.get('selection')} differs from that of {first_path} "

@@ -249,6 +249,21 @@ class WorkingPoints:
         return cls(points, where=where)
 
     @classmethod
+    def require_same(
+        cls, record: Mapping[str, Any], path: Path, reference: Mapping[str, Any], reference_path: Path
+    ) -> WorkingPoints:
+        """The working points of two records (template files, fit results), which must agree;
+        otherwise a one-line error naming both files."""
+        points = cls.from_dict(record, where=f"{path}: ")
+        expected = cls.from_dict(reference, where=f"{reference_path}: ")
+        if points != expected:
+            raise JettagError(
+                f"{path}: working points {points.to_dict()[RECORD_KEY]} differ from those of "
+                f"{reference_path} ({expected.to_dict()[RECORD_KEY]})"
+            )
+        return points
+
+    @classmethod
     def from_json(cls, source: str | Path) -> WorkingPoints:
         """From JSON text or a JSON file holding the record (a histogram's record will do)."""
         text, where = str(source), ""
